@@ -1,0 +1,5 @@
+"""``python -m medclass`` runs the CLI."""
+
+from medclass.cli import app
+
+app()

@@ -1,0 +1,159 @@
+"""The params.yaml schema (one pydantic model per stage group) and ``load_params``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from medclass.errors import MedclassError
+
+PARAMS_FILE = "params.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticParams(_Strict):
+    """Built-in procedurally generated chest-film-like dataset."""
+
+    classes: list[str] = Field(
+        default=["normal", "nodule", "opacity", "effusion"], min_length=2
+    )
+    images_per_class: int = Field(default=150, ge=3, le=100_000)
+    size: int = Field(default=64, ge=16, le=1024)
+    imbalance: float = Field(default=1.0, ge=1.0, le=100.0)
+    difficulty: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class DataParams(_Strict):
+    """Where images come from and how they are decoded for training."""
+
+    source: Literal["synthetic", "folder", "npz"] = "synthetic"
+    path: str = "data/external"
+    class_names: list[str] | None = None
+    image_size: int = Field(default=32, ge=8, le=2048)
+    channels: Literal["auto", 1, 3] = "auto"
+    synthetic: SyntheticParams = SyntheticParams()
+
+
+class SplitParams(_Strict):
+    """Stratified train/val/test split."""
+
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    use_predefined: bool = True
+
+    @model_validator(mode="after")
+    def _fractions_leave_train(self) -> SplitParams:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be < 1 to leave a train split")
+        return self
+
+
+class TrainParams(_Strict):
+    """Settings shared by the head and finetune stages."""
+
+    batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int = Field(default=256, ge=1)
+    num_workers: int = Field(default=0, ge=0)
+    augment: Literal["none", "light"] = "light"
+    label_smoothing: float = Field(default=0.1, ge=0.0, lt=1.0)
+    class_weights: Literal["none", "balanced"] = "none"
+    grad_clip: float | None = Field(default=1.0, gt=0.0)
+    accum_steps: int = Field(default=1, ge=1)
+    amp: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = True
+    pretrained: str = "none"
+    drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    model_kwargs: dict[str, Any] = {}
+    progress: bool = True
+
+
+class HeadParams(_Strict):
+    """Stage 1: train the classifier head (see README for from-scratch backbones)."""
+
+    mode: Literal["auto", "frozen", "full", "skip"] = "auto"
+    epochs: int = Field(default=3, ge=0)
+    lr: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+
+
+class FinetuneParams(_Strict):
+    """Stage 2: all parameters, AdamW with separate backbone/head learning rates."""
+
+    epochs: int = Field(default=12, ge=1)
+    lr: float = Field(default=1e-3, gt=0.0)
+    backbone_lr_mult: float = Field(default=0.3, gt=0.0, le=10.0)
+    weight_decay: float = Field(default=0.05, ge=0.0)
+    scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
+    warmup_epochs: int = Field(default=1, ge=0)
+    min_lr_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
+    monitor: Literal["val_loss", "val_acc", "val_auc", "val_f1"] = "val_loss"
+    patience: int = Field(default=5, ge=1)
+    min_epochs: int = Field(default=3, ge=0)
+    min_delta: float = Field(default=0.0, ge=0.0)
+
+
+class EvaluateParams(_Strict):
+    """Test-split evaluation."""
+
+    batch_size: int = Field(default=256, ge=1)
+
+
+class Params(_Strict):
+    """The whole params.yaml."""
+
+    model: str = "simple_cnn"
+    seed: int = Field(default=42, ge=0)
+    data: DataParams = DataParams()
+    split: SplitParams = SplitParams()
+    train: TrainParams = TrainParams()
+    head: HeadParams = HeadParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check spelling; see README 'Params')"
+    elif "input" in first and not isinstance(first["input"], dict):
+        msg = f"{msg} (got {first['input']!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
+    """Validate a params mapping; raise one-line ``MedclassError`` naming the bad key."""
+    if not isinstance(raw, dict):
+        raise MedclassError(f"{source}: expected a mapping of param groups at the top level")
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as err:
+        raise MedclassError(_format_error(err, source)) from None
+    from medclass.models.registry import check_model_name
+
+    check_model_name(params.model)
+    return params
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MedclassError(f"{p} not found; run from the repository root") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise MedclassError(f"{p}:{where} malformed YAML; fix the syntax") from None
+    return parse_params(raw, str(p))

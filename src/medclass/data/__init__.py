@@ -1,0 +1,1 @@
+"""Data: sources, splits, the decode-once cache and tensor loaders."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, ROC curves and DVC-ready plot files."""

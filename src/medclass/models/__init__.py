@@ -1,0 +1,19 @@
+"""Model zoo: importing this package registers every backbone family module in it."""
+
+import importlib
+import pkgutil
+
+from medclass.models.registry import (
+    create_model,
+    get_spec,
+    head_and_backbone_params,
+    list_models,
+    register,
+)
+
+_NOT_FAMILIES = {"registry", "base", "layers", "timm_adapter"}
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name not in _NOT_FAMILIES and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["create_model", "get_spec", "head_and_backbone_params", "list_models", "register"]

@@ -1,0 +1,57 @@
+"""``timm/<name>`` backbones: any timm model, with local-file or hub pretrained weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+from torch import nn
+
+from medclass.errors import MedclassError
+from medclass.models.registry import TIMM_PREFIX, ModelSpec
+
+
+def timm_spec(name: str) -> ModelSpec:
+    """Spec for a timm backbone from its pretrained config (input size)."""
+    base = name[len(TIMM_PREFIX) :]
+    cfg = timm.get_pretrained_cfg(base)
+    size = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+    return ModelSpec(name, create_timm_model, "timm", min_size=32, default_size=size,
+                     has_pretrained=True)
+
+
+def create_timm_model(
+    base: str,
+    num_classes: int,
+    in_chans: int,
+    pretrained: str,
+    drop_rate: float,
+    **kwargs,
+) -> nn.Module:
+    """Build ``timm.create_model(base)``; ``pretrained`` is ``none``, ``hub`` or a file path."""
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **kwargs)
+    if pretrained == "none":
+        return timm.create_model(base, pretrained=False, **kwargs)
+    if pretrained == "hub":
+        try:
+            return timm.create_model(base, pretrained=True, **kwargs)
+        except Exception as exc:  # network errors come in many types (OSError, HF hub errors)
+            raise MedclassError(
+                f"train.pretrained: could not fetch hub weights for timm/{base} "
+                f"({type(exc).__name__}); offline? download the weights file and set "
+                "train.pretrained: /path/to/weights.safetensors"
+            ) from exc
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise MedclassError(
+            f"train.pretrained: weights file {path} not found; give a local .safetensors/.pth "
+            "file, 'hub' (online) or 'none'"
+        )
+    try:
+        return timm.create_model(
+            base, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+        )
+    except Exception as exc:
+        raise MedclassError(
+            f"train.pretrained: {path} does not hold timm/{base} weights ({exc})"
+        ) from exc

@@ -1,0 +1,66 @@
+"""finetune: stage 2, all parameters with separate backbone/head LRs, early stopping."""
+
+from __future__ import annotations
+
+from medclass.config import Params
+from medclass.errors import MedclassError
+from medclass.io import load_checkpoint, write_json
+from medclass.stages._common import (
+    CKPT_DIR,
+    METRICS_DIR,
+    MODELS_DIR,
+    PLOTS_DIR,
+    SPLIT_DIR,
+    run_stage,
+)
+from medclass.train.context import (
+    build_model,
+    fingerprint,
+    load_data,
+    model_meta,
+    seed_everything,
+)
+from medclass.train.loop import Outputs, Phase, fit
+
+HEAD_CKPT = MODELS_DIR / "head.pt"
+
+
+def main(params: Params) -> None:
+    seed_everything(params.seed, params.train.deterministic)
+    data = load_data(SPLIT_DIR)
+    ckpt = load_checkpoint(HEAD_CKPT)
+    if ckpt["meta"]["model"] != params.model:
+        raise MedclassError(
+            f"{HEAD_CKPT} holds {ckpt['meta']['model']!r} but params say {params.model!r}; "
+            "run `dvc repro` so the head stage reruns"
+        )
+    model = build_model(params, len(data.classes), data.in_chans)
+    model.load_state_dict(ckpt["model"])
+    ft = params.finetune
+    phase = Phase(
+        "finetune",
+        epochs=ft.epochs,
+        head_lr=ft.lr,
+        backbone_lr=ft.lr * ft.backbone_lr_mult,
+        weight_decay=ft.weight_decay,
+        scheduler=ft.scheduler,
+        warmup_epochs=ft.warmup_epochs,
+        min_lr_ratio=ft.min_lr_ratio,
+        monitor=ft.monitor,
+        patience=ft.patience,
+        min_epochs=ft.min_epochs,
+        min_delta=ft.min_delta,
+    )
+    fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
+                     files=(HEAD_CKPT, SPLIT_DIR / "stats.json"))
+    summary = fit(model, phase, data, params.train, seed=params.seed,
+                  meta=model_meta(params, data),
+                  outputs=Outputs(MODELS_DIR / "model.pt", CKPT_DIR / "finetune_last.pt",
+                                  PLOTS_DIR / "finetune"),
+                  fingerprint=fp)
+    summary.pop("phase")
+    write_json(METRICS_DIR / "finetune.json", summary)
+
+
+if __name__ == "__main__":
+    run_stage("finetune", main)

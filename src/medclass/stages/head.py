@@ -1,0 +1,59 @@
+"""head: stage 1, train the classifier head (frozen pretrained backbone; see README)."""
+
+from __future__ import annotations
+
+from medclass.config import Params
+from medclass.io import write_json
+from medclass.stages._common import (
+    CKPT_DIR,
+    METRICS_DIR,
+    MODELS_DIR,
+    PLOTS_DIR,
+    SPLIT_DIR,
+    run_stage,
+)
+from medclass.train.context import (
+    build_model,
+    check_image_size,
+    fingerprint,
+    load_data,
+    model_meta,
+    seed_everything,
+)
+from medclass.train.loop import Outputs, Phase, fit
+
+
+def resolve_mode(params: Params) -> str:
+    """``auto``: ``frozen`` for pretrained weights, ``full`` for a from-scratch backbone."""
+    if params.head.mode != "auto":
+        return params.head.mode
+    return "frozen" if params.train.pretrained != "none" else "full"
+
+
+def main(params: Params) -> None:
+    check_image_size(params.model, params.data.image_size)
+    seed_everything(params.seed, params.train.deterministic)
+    data = load_data(SPLIT_DIR)
+    model = build_model(params, len(data.classes), data.in_chans)
+    mode = resolve_mode(params)
+    hp = params.head
+    phase = Phase(
+        "head",
+        epochs=0 if mode == "skip" else hp.epochs,
+        head_lr=hp.lr,
+        backbone_lr=None if mode == "frozen" else hp.lr,
+        weight_decay=hp.weight_decay,
+    )
+    fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
+                     files=(SPLIT_DIR / "stats.json", SPLIT_DIR / "manifest.csv"))
+    summary = fit(model, phase, data, params.train, seed=params.seed,
+                  meta=model_meta(params, data),
+                  outputs=Outputs(MODELS_DIR / "head.pt", CKPT_DIR / "head_last.pt",
+                                  PLOTS_DIR / "head"),
+                  fingerprint=fp)
+    summary.pop("phase")
+    write_json(METRICS_DIR / "head.json", {"mode": mode, **summary})
+
+
+if __name__ == "__main__":
+    run_stage("head", main)

@@ -1,0 +1,1 @@
+"""Training: losses, optimisers, schedules, the epoch engine and the fit loop."""

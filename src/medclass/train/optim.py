@@ -1,0 +1,69 @@
+"""AdamW with separate head/backbone learning rates, and per-step LR schedules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from medclass.models import head_and_backbone_params
+
+
+def _decay_split(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Weights (≥2-D) get weight decay; biases and norm scales (1-D) do not."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return decay, no_decay
+
+
+def build_optimizer(
+    model: nn.Module, *, head_lr: float, backbone_lr: float | None, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW over the head (``head_lr``) and, unless ``backbone_lr`` is None, the backbone.
+
+    Groups are named (``head``, ``head_no_decay``, ``backbone``, …) so logs and tests can find them.
+    """
+    head, backbone = head_and_backbone_params(model)
+    groups = []
+    parts = [("head", head, head_lr)]
+    if backbone_lr is not None:
+        parts.append(("backbone", backbone, backbone_lr))
+    for name, params, lr in parts:
+        decay, no_decay = _decay_split([p for p in params if p.requires_grad])
+        if decay:
+            groups.append({"name": name, "params": decay, "lr": lr, "weight_decay": weight_decay})
+        if no_decay:
+            groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr,
+                           "weight_decay": 0.0})
+    return torch.optim.AdamW(groups)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    kind: str,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: int = 0,
+    min_lr_ratio: float = 0.0,
+) -> LRScheduler:
+    """Per-step LR schedule: ``cosine`` (linear warmup, cosine), ``onecycle`` or ``constant``."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total - 1, warmup_epochs * steps_per_epoch) if total > 1 else 0
+    if kind == "onecycle":
+        max_lrs = [g["lr"] for g in optimizer.param_groups]
+        pct = warmup / total if warmup else 0.3
+        return OneCycleLR(optimizer, max_lr=max_lrs, total_steps=max(total, 4),
+                          pct_start=min(max(pct, 2.0 / max(total, 4)), 0.5))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)

@@ -1,0 +1,143 @@
+"""End to end: the real `dvc` on a temporary copy of the repo with tiny params."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.e2e
+
+TINY = {
+    "model": "simple_cnn_tiny",
+    "data": {"image_size": 16,
+             "synthetic": {"classes": ["normal", "nodule", "effusion"], "images_per_class": 12,
+                           "size": 24}},
+    "train": {"batch_size": 8, "eval_batch_size": 16, "progress": False},
+    "head": {"epochs": 1},
+    "finetune": {"epochs": 2, "min_epochs": 1},
+    "evaluate": {"batch_size": 16},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and k in base else v
+    return out
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def set_params(repo: Path, over: dict) -> None:
+    p = repo / "params.yaml"
+    p.write_text(yaml.safe_dump(_merge(yaml.safe_load(p.read_text()), over), sort_keys=False))
+
+
+def ran_stages(proc: subprocess.CompletedProcess) -> set[str]:
+    text = proc.stdout + proc.stderr
+    return {s for s in ("prepare", "split", "head", "finetune", "evaluate")
+            if f"Running stage '{s}'" in text}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A git+DVC copy of this repository's files, without outputs or cache, on tiny params."""
+    dst = tmp_path_factory.mktemp("e2e") / "repo"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    skip = ("data/raw", "data/split", "models/", "plots/", "metrics/", "dvc.lock")
+    for f in files:
+        if f.startswith(skip) or not (REPO / f).is_file():
+            continue
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, dst / f)
+    set_params(dst, TINY)
+    run(dst, "git", "init", "-q")
+    run(dst, "git", "add", "-A")
+    run(dst, "git", "commit", "-qm", "init")
+    first = run(dst, "dvc", "repro")
+    assert ran_stages(first) == {"prepare", "split", "head", "finetune", "evaluate"}
+    run(dst, "git", "add", "-A")
+    run(dst, "git", "commit", "-qm", "first run")
+    return dst
+
+
+def test_outputs_written(repo):
+    for rel in ("data/raw/classes.json", "data/split/manifest.csv", "data/split/stats.json",
+                "models/head.pt", "models/model.pt", "metrics/data_report.json",
+                "metrics/head.json", "metrics/finetune.json", "plots/test/predictions.csv",
+                "plots/test/confusion.png", "dvc.lock"):
+        assert (repo / rel).exists(), rel
+    test = json.loads((repo / "metrics/test.json").read_text())
+    assert 0.0 <= test["accuracy"] <= 1.0 and test["n"] > 0
+    assert set(test["per_class"]) == {"normal", "nodule", "effusion"}
+    assert (repo / "plots/finetune/plots/metrics/val/loss.tsv").is_file()
+
+
+def test_second_repro_is_up_to_date(repo):
+    again = run(repo, "dvc", "repro")
+    assert ran_stages(again) == set()
+    assert "up to date" in run(repo, "dvc", "status").stdout
+
+
+def test_finetune_param_reruns_only_downstream(repo):
+    set_params(repo, {"finetune": {"epochs": 1}})
+    proc = run(repo, "dvc", "repro")
+    assert ran_stages(proc) == {"finetune", "evaluate"}
+    assert json.loads((repo / "metrics/finetune.json").read_text())["epochs_run"] == 1
+    diff = run(repo, "dvc", "metrics", "diff", "--json")
+    assert "metrics/test.json" in json.loads(diff.stdout)
+    run(repo, "git", "checkout", "params.yaml")
+    run(repo, "dvc", "repro")
+
+
+def test_bad_param_fails_with_one_line(repo):
+    set_params(repo, {"finetune": {"lr": -1}})
+    proc = run(repo, "python", "-m", "medclass.stages.finetune", check=False)
+    run(repo, "git", "checkout", "params.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error [finetune]: params.yaml: finetune.lr: Input should be greater than 0 (got -1)"]
+
+
+def test_exp_run_with_set_param_and_show(repo):
+    run(repo, "dvc", "exp", "run", "-S", "finetune.epochs=3", "-n", "ft3")
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)
+    text = json.dumps(shown)
+    assert "ft3" in text and "accuracy" in text
+    plots = run(repo, "dvc", "plots", "show", "--json")
+    data = json.loads(plots.stdout)
+    assert "confusion_matrix" in data and "finetune_loss" in data
+
+
+def test_push_pull_round_trip(repo, tmp_path):
+    remote = tmp_path / "remote"
+    run(repo, "dvc", "remote", "add", "-f", "-d", "local", str(remote))
+    run(repo, "dvc", "push")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    for rel in ("data/raw", "data/split"):
+        shutil.rmtree(repo / rel)
+    for rel in ("models/head.pt", "models/model.pt"):
+        (repo / rel).unlink()
+    assert "up to date" not in run(repo, "dvc", "status").stdout
+    run(repo, "dvc", "pull")
+    assert "up to date" in run(repo, "dvc", "status").stdout
+    assert (repo / "models/model.pt").is_file()

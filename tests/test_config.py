@@ -1,0 +1,69 @@
+"""params.yaml validation: defaults load, and bad input fails with one line naming the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medclass.config import Params, load_params, parse_params
+from medclass.errors import MedclassError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_yaml_is_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.model
+    assert params.data.source == "synthetic"
+
+
+def test_repo_params_yaml_lists_every_default_key():
+    """params.yaml is the documentation of every knob: it must carry the full schema."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            out.add(prefix + k)
+            if isinstance(v, dict) and k != "model_kwargs":
+                out |= keys(v, prefix + k + ".")
+        return out
+
+    assert keys(Params().model_dump()) == keys(raw)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"finetune": {"lr": -1.0}}, "finetune.lr"),
+        ({"finetune": {"lrr": 0.1}}, "finetune.lrr: unknown key"),
+        ({"train": {"batch_size": "big"}}, "train.batch_size"),
+        ({"split": {"val_fraction": 0.5, "test_fraction": 0.5}}, "split"),
+        ({"data": {"source": "ftp"}}, "data.source"),
+        ({"model": "resnet_mishh"}, "unknown backbone"),
+        ({"model": "timm/resnet1800"}, "unknown timm backbone"),
+    ],
+)
+def test_bad_params_give_one_line_naming_the_key(override, needle):
+    with pytest.raises(MedclassError) as err:
+        parse_params(override)
+    msg = str(err.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_unknown_model_suggests_close_matches():
+    with pytest.raises(MedclassError, match="did you mean simple_cnn"):
+        parse_params({"model": "simple_cnnn"})
+
+
+def test_malformed_yaml_is_reported_with_line(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("model: simple_cnn\ndata: [unclosed\n")
+    with pytest.raises(MedclassError, match="malformed YAML"):
+        load_params(p)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(MedclassError, match="not found"):
+        load_params(tmp_path / "nope.yaml")

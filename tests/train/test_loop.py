@@ -1,0 +1,127 @@
+"""fit(): learning, early stopping, checkpoints and resume after an interruption."""
+
+import numpy as np
+import pytest
+import torch
+
+import medclass.train.loop as loop
+from medclass.config import TrainParams
+from medclass.data.dataset import CachedDataset
+from medclass.io import load_checkpoint
+from medclass.models import create_model
+from medclass.train.context import DataBundle
+from medclass.train.loop import EarlyStopping, Outputs, Phase, fit
+
+
+def _bundle(n=64, size=12, seed=0):
+    """Two classes: a bright square in the left half vs the right half."""
+    rng = np.random.default_rng(seed)
+
+    def make(k):
+        x = rng.integers(0, 60, size=(k, 1, size, size), dtype=np.uint8)
+        y = np.arange(k) % 2
+        for i, lab in enumerate(y):
+            c = 2 if lab == 0 else size - 6
+            x[i, 0, 4:8, c:c + 4] = 230
+        return CachedDataset(x, y)
+
+    stats = {"mean": [0.2], "std": [0.3], "channels": 1, "image_size": size,
+             "classes": ["left", "right"]}
+    return DataBundle(["left", "right"], stats, {"train": make(n), "val": make(32)})
+
+
+@pytest.fixture(autouse=True)
+def _outside_any_repo(tmp_path, monkeypatch):
+    """dvclive inspects the git/DVC repo of the working directory; keep tests independent."""
+    monkeypatch.chdir(tmp_path)
+
+
+TRAIN = TrainParams(batch_size=16, progress=False, augment="none", label_smoothing=0.0)
+
+
+def _run(tmp_path, phase, data=None):
+    torch.manual_seed(0)
+    model = create_model("simple_cnn_tiny", num_classes=2, in_chans=1)
+    out = Outputs(tmp_path / "best.pt", tmp_path / "last.pt", tmp_path / "live")
+    summary = fit(model, phase, data or _bundle(), TRAIN, seed=0, meta={"model": "x"},
+                  outputs=out, fingerprint="fp")
+    return summary, out
+
+
+def test_fit_learns_and_writes_checkpoints(tmp_path):
+    phase = Phase("t", epochs=6, head_lr=3e-3, backbone_lr=3e-3, weight_decay=0.0)
+    summary, out = _run(tmp_path, phase)
+    assert summary["epochs_run"] == 6
+    assert summary["best_val_acc"] >= 0.9
+    best = load_checkpoint(out.best)
+    assert best["meta"]["epoch"] == summary["best_epoch"] - 1
+    assert (out.live_dir / "plots" / "metrics" / "val" / "loss.tsv").is_file()
+
+
+def test_frozen_backbone_does_not_change(tmp_path):
+    phase = Phase("t", epochs=1, head_lr=1e-2, backbone_lr=None, weight_decay=0.0)
+    torch.manual_seed(0)
+    before = create_model("simple_cnn_tiny", num_classes=2, in_chans=1).state_dict()
+    _, out = _run(tmp_path, phase)
+    after = load_checkpoint(out.best)["model"]
+    for k, v in before.items():
+        if k.startswith("fc."):
+            assert not torch.equal(v, after[k])
+        else:  # conv weights and BN running stats stay fixed
+            assert torch.equal(v, after[k]), k
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
+    phase = Phase("t", epochs=4, head_lr=3e-3, backbone_lr=1e-3, weight_decay=0.01,
+                  scheduler="cosine", warmup_epochs=1)
+    full, full_out = _run(tmp_path / "a", phase)
+
+    real = loop.train_one_epoch
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", phase)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    resumed, res_out = _run(tmp_path / "b", phase)
+    assert resumed == full
+    a, b = load_checkpoint(full_out.best)["model"], load_checkpoint(res_out.best)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_changed_fingerprint_starts_fresh(tmp_path):
+    phase = Phase("t", epochs=2, head_lr=1e-3, backbone_lr=1e-3, weight_decay=0.0)
+    _run(tmp_path, phase)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["complete"] is True
+    assert loop._load_resume(tmp_path / "last.pt", "other") is None
+    assert loop._load_resume(tmp_path / "last.pt", "fp") is None  # complete: never resumed
+
+
+def test_early_stopping_patience_and_min_epochs():
+    stop = EarlyStopping(Phase("t", 10, 1, 1, 0, monitor="val_loss", patience=2, min_epochs=5))
+    flags = [stop.step(e, v) for e, v in enumerate([1.0, 0.9, 0.95, 0.96, 0.97, 0.98])]
+    assert [f[0] for f in flags] == [True, True, False, False, False, False]
+    assert [f[1] for f in flags] == [False, False, False, False, True, True]
+    assert stop.best_epoch == 1
+    acc = EarlyStopping(Phase("t", 10, 1, 1, 0, monitor="val_acc", patience=1))
+    assert acc.step(0, 0.5) == (True, False)
+    assert acc.step(1, 0.4) == (False, True)
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path):
+    from medclass.errors import MedclassError
+
+    phase = Phase("t", epochs=2, head_lr=1e30, backbone_lr=1e30, weight_decay=0.0)
+    data = _bundle()
+    with pytest.raises(MedclassError, match="loss became"):
+        _run(tmp_path, phase, data)
+    assert not (tmp_path / "best.pt").exists() or torch.isfinite(
+        next(iter(load_checkpoint(tmp_path / "best.pt")["model"].values())).float()).all()
