@@ -55,3 +55,12 @@ def test_malicious_pickle_is_refused(tmp_path):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(MedclassError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_atomic_write_has_normal_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

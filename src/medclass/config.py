@@ -100,6 +100,25 @@ class FinetuneParams(_Strict):
     min_delta: float = Field(default=0.0, ge=0.0)
 
 
+class VerifyParams(_Strict):
+    """Backbone checks before training (the selected ``model`` is always included)."""
+
+    models: Literal["all", "selected"] | list[str] = "all"
+    image_size: int | None = Field(default=None, ge=8, le=2048)
+    batch_size: int = Field(default=2, ge=1)
+    latency_runs: int = Field(default=3, ge=1)
+
+
+class KFoldParams(_Strict):
+    """Stratified k-fold cross-validation over train+val (the ``kfold`` stage) and ensembles."""
+
+    folds: int = Field(default=5, ge=2, le=100)
+    head_epochs: int = Field(default=1, ge=0)
+    epochs: int = Field(default=3, ge=1)
+    patience: int = Field(default=2, ge=1)
+    ensemble: list[Literal["mean", "vote"]] = Field(default=["mean", "vote"], min_length=1)
+
+
 class EvaluateParams(_Strict):
     """Test-split evaluation."""
 
@@ -114,9 +133,11 @@ class Params(_Strict):
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
+    verify: VerifyParams = VerifyParams()
     head: HeadParams = HeadParams()
     finetune: FinetuneParams = FinetuneParams()
     evaluate: EvaluateParams = EvaluateParams()
+    kfold: KFoldParams = KFoldParams()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -21,9 +21,11 @@ TINY = {
     "data": {"image_size": 16,
              "synthetic": {"classes": ["normal", "nodule", "effusion"], "images_per_class": 12,
                            "size": 24}},
+    "verify": {"models": ["simple_cnn_tiny", "coatnet", "swin", "mobileone"], "latency_runs": 1},
     "train": {"batch_size": 8, "eval_batch_size": 16, "progress": False},
     "head": {"epochs": 1},
     "finetune": {"epochs": 2, "min_epochs": 1},
+    "kfold": {"folds": 2, "head_epochs": 1, "epochs": 1},
     "evaluate": {"batch_size": 16},
 }
 
@@ -53,7 +55,8 @@ def set_params(repo: Path, over: dict) -> None:
 
 def ran_stages(proc: subprocess.CompletedProcess) -> set[str]:
     text = proc.stdout + proc.stderr
-    return {s for s in ("prepare", "split", "head", "finetune", "evaluate")
+    return {s for s in ("prepare", "split", "verify", "head", "finetune", "evaluate",
+                          "kfold")
             if f"Running stage '{s}'" in text}
 
 
@@ -74,7 +77,8 @@ def repo(tmp_path_factory) -> Path:
     run(dst, "git", "add", "-A")
     run(dst, "git", "commit", "-qm", "init")
     first = run(dst, "dvc", "repro")
-    assert ran_stages(first) == {"prepare", "split", "head", "finetune", "evaluate"}
+    assert ran_stages(first) == {"prepare", "split", "verify", "head", "finetune", "evaluate",
+                                 "kfold"}
     run(dst, "git", "add", "-A")
     run(dst, "git", "commit", "-qm", "first run")
     return dst
@@ -84,12 +88,17 @@ def test_outputs_written(repo):
     for rel in ("data/raw/classes.json", "data/split/manifest.csv", "data/split/stats.json",
                 "models/head.pt", "models/model.pt", "metrics/data_report.json",
                 "metrics/head.json", "metrics/finetune.json", "plots/test/predictions.csv",
+                "metrics/verify.json", "plots/verify.md",
+                "metrics/kfold.json", "models/kfold/fold_1.pt", "plots/kfold/predictions.csv",
                 "plots/test/confusion.png", "dvc.lock"):
         assert (repo / rel).exists(), rel
     test = json.loads((repo / "metrics/test.json").read_text())
     assert 0.0 <= test["accuracy"] <= 1.0 and test["n"] > 0
     assert set(test["per_class"]) == {"normal", "nodule", "effusion"}
     assert (repo / "plots/finetune/plots/metrics/val/loss.tsv").is_file()
+    kfold = json.loads((repo / "metrics/kfold.json").read_text())
+    assert set(kfold["per_fold"]) == {"fold_0", "fold_1"}
+    assert set(kfold["test_ensemble"]) == {"mean", "vote"}
 
 
 def test_second_repro_is_up_to_date(repo):
@@ -101,10 +110,22 @@ def test_second_repro_is_up_to_date(repo):
 def test_finetune_param_reruns_only_downstream(repo):
     set_params(repo, {"finetune": {"epochs": 1}})
     proc = run(repo, "dvc", "repro")
-    assert ran_stages(proc) == {"finetune", "evaluate"}
+    # kfold shares finetune's procedure, so DVC reruns it; its folds use kfold.epochs, so
+    # finetune.epochs leaves their fingerprints alone and the finished folds are reused.
+    assert ran_stages(proc) == {"finetune", "evaluate", "kfold"}
+    assert "fold 1: finished earlier with these params, skipped" in proc.stdout + proc.stderr
     assert json.loads((repo / "metrics/finetune.json").read_text())["epochs_run"] == 1
     diff = run(repo, "dvc", "metrics", "diff", "--json")
     assert "metrics/test.json" in json.loads(diff.stdout)
+    run(repo, "git", "checkout", "params.yaml")
+    run(repo, "dvc", "repro")
+
+
+def test_kfold_param_reruns_only_kfold(repo):
+    set_params(repo, {"kfold": {"epochs": 2}})
+    proc = run(repo, "dvc", "repro")
+    assert ran_stages(proc) == {"kfold"}
+    assert "finished earlier" not in proc.stdout + proc.stderr  # other params: folds retrain
     run(repo, "git", "checkout", "params.yaml")
     run(repo, "dvc", "repro")
 
@@ -124,8 +145,30 @@ def test_exp_run_with_set_param_and_show(repo):
     text = json.dumps(shown)
     assert "ft3" in text and "accuracy" in text
     plots = run(repo, "dvc", "plots", "show", "--json")
-    data = json.loads(plots.stdout)
-    assert "confusion_matrix" in data and "finetune_loss" in data
+    data = json.loads(plots.stdout)["data"]
+    assert {"confusion_matrix", "finetune_loss", "head_loss"} <= set(data)
+    assert not json.loads(plots.stdout).get("errors")
+
+
+def _hydra(value) -> str:
+    """A Python value in Hydra's override syntax (what `dvc exp run -S` parses)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra(v) for v in value) + "]"
+    return str(value)
+
+
+@pytest.mark.parametrize("model", ["coatnet"])
+def test_exp_run_other_backbones(repo, model):
+    from medclass.models.checks import TINY_KWARGS
+
+    kwargs = _hydra(TINY_KWARGS[model])
+    run(repo, "dvc", "exp", "run", "-n", f"exp-{model}", "-S", f"model={model}",
+        "-S", f"train.model_kwargs={kwargs}")
+    test = json.loads((repo / "metrics/test.json").read_text())
+    assert test["model"] == model and 0.0 <= test["accuracy"] <= 1.0
+    assert f"exp-{model}" in run(repo, "dvc", "exp", "show", "--json").stdout
 
 
 def test_push_pull_round_trip(repo, tmp_path):
@@ -137,7 +180,9 @@ def test_push_pull_round_trip(repo, tmp_path):
         shutil.rmtree(repo / rel)
     for rel in ("models/head.pt", "models/model.pt"):
         (repo / rel).unlink()
+    shutil.rmtree(repo / "models/kfold")
     assert "up to date" not in run(repo, "dvc", "status").stdout
     run(repo, "dvc", "pull")
     assert "up to date" in run(repo, "dvc", "status").stdout
     assert (repo / "models/model.pt").is_file()
+    assert (repo / "models/kfold/fold_1.pt").is_file()

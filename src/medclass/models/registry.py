@@ -104,15 +104,21 @@ def create_model(
     *,
     pretrained: str = "none",
     drop_rate: float = 0.0,
+    image_size: int | None = None,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a backbone with a ``num_classes`` head; the one door to every model."""
+    """Build a backbone with a ``num_classes`` head; the one door to every model.
+
+    ``image_size`` matters only for timm models with a fixed input size (ViT, Swin, MaxViT, …),
+    which are built for that size; our own backbones adapt to any input at run time.
+    """
     check_model_name(name)
     if name.startswith(TIMM_PREFIX):
         from medclass.models.timm_adapter import create_timm_model
 
         return create_timm_model(
-            name[len(TIMM_PREFIX) :], num_classes, in_chans, pretrained, drop_rate, **kwargs
+            name[len(TIMM_PREFIX) :], num_classes, in_chans, pretrained, drop_rate,
+            image_size=image_size, **kwargs
         )
     if pretrained != "none":
         raise MedclassError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 from pathlib import Path
 
 import timm
@@ -20,16 +22,33 @@ def timm_spec(name: str) -> ModelSpec:
                      has_pretrained=True)
 
 
+def takes_img_size(base: str) -> bool:
+    """Whether a timm architecture is built for a fixed input size (its class has ``img_size``).
+
+    Such models (ViT, Swin, MaxViT, CoAtNet, …) are created for the training resolution; CNNs
+    take any input size and are left alone.
+    """
+    module = sys.modules[timm.models.model_entrypoint(base).__module__]
+    for _, cls in inspect.getmembers(module, inspect.isclass):
+        own = issubclass(cls, nn.Module) and cls.__module__ == module.__name__
+        if own and "img_size" in inspect.signature(cls.__init__).parameters:
+            return True
+    return False
+
+
 def create_timm_model(
     base: str,
     num_classes: int,
     in_chans: int,
     pretrained: str,
     drop_rate: float,
+    image_size: int | None = None,
     **kwargs,
 ) -> nn.Module:
     """Build ``timm.create_model(base)``; ``pretrained`` is ``none``, ``hub`` or a file path."""
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate, **kwargs)
+    if image_size is not None and takes_img_size(base):
+        kwargs.setdefault("img_size", image_size)
     if pretrained == "none":
         return timm.create_model(base, pretrained=False, **kwargs)
     if pretrained == "hub":

@@ -20,7 +20,8 @@ from medclass.train.context import (
     model_meta,
     seed_everything,
 )
-from medclass.train.loop import Outputs, Phase, fit
+from medclass.train.loop import Outputs, fit
+from medclass.train.phases import finetune_phase
 
 HEAD_CKPT = MODELS_DIR / "head.pt"
 
@@ -36,21 +37,7 @@ def main(params: Params) -> None:
         )
     model = build_model(params, len(data.classes), data.in_chans)
     model.load_state_dict(ckpt["model"])
-    ft = params.finetune
-    phase = Phase(
-        "finetune",
-        epochs=ft.epochs,
-        head_lr=ft.lr,
-        backbone_lr=ft.lr * ft.backbone_lr_mult,
-        weight_decay=ft.weight_decay,
-        scheduler=ft.scheduler,
-        warmup_epochs=ft.warmup_epochs,
-        min_lr_ratio=ft.min_lr_ratio,
-        monitor=ft.monitor,
-        patience=ft.patience,
-        min_epochs=ft.min_epochs,
-        min_delta=ft.min_delta,
-    )
+    phase = finetune_phase(params)
     fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
                      files=(HEAD_CKPT, SPLIT_DIR / "stats.json"))
     summary = fit(model, phase, data, params.train, seed=params.seed,

@@ -20,14 +20,9 @@ from medclass.train.context import (
     model_meta,
     seed_everything,
 )
-from medclass.train.loop import Outputs, Phase, fit
-
-
-def resolve_mode(params: Params) -> str:
-    """``auto``: ``frozen`` for pretrained weights, ``full`` for a from-scratch backbone."""
-    if params.head.mode != "auto":
-        return params.head.mode
-    return "frozen" if params.train.pretrained != "none" else "full"
+from medclass.train.loop import Outputs, fit
+from medclass.train.phases import head_phase
+from medclass.train.phases import resolve_head_mode as resolve_mode
 
 
 def main(params: Params) -> None:
@@ -36,14 +31,7 @@ def main(params: Params) -> None:
     data = load_data(SPLIT_DIR)
     model = build_model(params, len(data.classes), data.in_chans)
     mode = resolve_mode(params)
-    hp = params.head
-    phase = Phase(
-        "head",
-        epochs=0 if mode == "skip" else hp.epochs,
-        head_lr=hp.lr,
-        backbone_lr=None if mode == "frozen" else hp.lr,
-        weight_decay=hp.weight_decay,
-    )
+    phase = head_phase(params, mode)
     fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
                      files=(SPLIT_DIR / "stats.json", SPLIT_DIR / "manifest.csv"))
     summary = fit(model, phase, data, params.train, seed=params.seed,

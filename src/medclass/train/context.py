@@ -94,6 +94,7 @@ def build_model(params: Params, num_classes: int, in_chans: int) -> nn.Module:
         in_chans=in_chans,
         pretrained=params.train.pretrained,
         drop_rate=params.train.drop_rate,
+        image_size=params.data.image_size,
         **params.train.model_kwargs,
     )
 
@@ -121,6 +122,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
         num_classes=len(meta["classes"]),
         in_chans=int(meta["channels"]),
         drop_rate=float(meta.get("drop_rate", 0.0)),
+        image_size=int(meta["image_size"]),
         **meta.get("model_kwargs", {}),
     )
     model.load_state_dict(ckpt["model"])

@@ -73,6 +73,9 @@ def train_one_epoch(
         with autocast(dev, cfg.amp_dtype):
             logits = model(x)
             loss = criterion(logits.float(), yb)
+            aux = getattr(model, "aux_logits", None)  # auxiliary head (e.g. inception), train only
+            if aux is not None:
+                loss = loss + model.aux_loss_weight * criterion(aux.float(), yb)
         scaled = loss / cfg.accum_steps
         (scaler.scale(scaled) if scaler else scaled).backward()
         if (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches:

@@ -1,0 +1,304 @@
+"""Stratified k-fold cross-validation over train+val, and the fold models as a test ensemble.
+
+Each fold is trained with the main stages' procedure (``head_phase`` then ``finetune_phase``
+through ``fit``) with ``kfold.head_epochs``/``epochs``/``patience``. The test split is never
+part of a fold; it only scores the fold models and their ensembles at the end. Fold ``i``
+seeds init, shuffling and augmentation with ``seed + i``; the folds themselves are drawn by
+``StratifiedKFold(shuffle=True, random_state=seed)``. Normalisation uses the split's train
+statistics (``stats.json``) for every fold.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from medclass.config import Params
+from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
+from medclass.data.split import read_manifest
+from medclass.errors import MedclassError
+from medclass.evaluate.ensemble import ensemble_probs, member_variance, mutual_information
+from medclass.evaluate.metrics import summary_metrics
+from medclass.evaluate.plots import sanitise_names
+from medclass.io import atomic_path, load_checkpoint, read_json, write_json
+from medclass.train.context import (
+    DataBundle,
+    build_model,
+    check_image_size,
+    fingerprint,
+    load_data,
+    model_from_checkpoint,
+    model_meta,
+    resolve_device,
+    seed_everything,
+)
+from medclass.train.engine import StepConfig, predict_logits
+from medclass.train.loop import Outputs, _open_live, fit
+from medclass.train.phases import finetune_phase, head_phase, resolve_head_mode
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS: tuple[str, ...] = ("accuracy", "f1_macro", "auc", "loss")
+CURVE_KEYS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "val_auc",
+                               "val_f1")
+_FOLD_FILE = re.compile(r"fold_(\d+)(?:_head|_head_last|_last)?\.(?:pt|json)$")
+
+
+@dataclass(frozen=True)
+class KFoldPaths:
+    """Where kfold writes: fold checkpoints + done markers, plot data, the metrics file."""
+
+    models: Path
+    plots: Path
+    metrics: Path
+
+    def best(self, i: int) -> Path:
+        return self.models / f"fold_{i}.pt"
+
+    def done(self, i: int) -> Path:
+        return self.models / f"fold_{i}.json"
+
+    def phase_outputs(self, i: int, phase: str) -> Outputs:
+        """fit's outputs of fold ``i``'s ``head`` or ``finetune`` phase."""
+        stem = f"fold_{i}_head" if phase == "head" else f"fold_{i}"
+        best = self.models / f"{stem}.pt"
+        return Outputs(best, self.models / f"{stem}_last.pt", self.plots / f"fold_{i}" / phase)
+
+
+class RowView:
+    """Rows ``indices`` of several arrays stacked end to end (e.g. memory-mapped train and val
+    images), fetched on demand by fancy indexing, without concatenating the arrays."""
+
+    def __init__(self, parts: Sequence[np.ndarray], indices: np.ndarray) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        rows = np.atleast_1d(self.indices[np.asarray(idx, dtype=np.int64)])
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((rows.size, *self.parts[0].shape[1:]), dtype=self.parts[0].dtype)
+        for k, part in enumerate(self.parts):
+            sel = which == k
+            if sel.any():
+                out[sel] = part[rows[sel] - self.offsets[k]]
+        return out
+
+
+def make_folds(
+    labels: np.ndarray, k: int, seed: int, classes: Sequence[str]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, val indices) per fold: stratified, shuffled, deterministic by ``seed``."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    for name, n in zip(classes, counts, strict=True):
+        if n < k:
+            raise MedclassError(
+                f"class {name!r} has {n} train+val images; kfold.folds={k} needs at least {k} "
+                "— lower kfold.folds or add images"
+            )
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(tr, va) for tr, va in skf.split(np.zeros((len(labels), 1)), labels)]
+
+
+def _phase_done(out: Outputs, fp: str) -> bool:
+    """fit already finished this phase with this fingerprint (its last state says complete)."""
+    if not (out.best.is_file() and out.last.is_file()):
+        return False
+    state = load_checkpoint(out.last)
+    return state.get("fingerprint") == fp and bool(state.get("complete"))
+
+
+def _history(last: Path) -> list[dict[str, Any]]:
+    return list(load_checkpoint(last).get("history", [])) if last.is_file() else []
+
+
+def _replay(live_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite a phase's dvclive curves from its history (for phases skipped on a rerun)."""
+    _open_live(live_dir, history).end()
+
+
+def train_fold(
+    params: Params, data: DataBundle, fold: int, base_fp: str, paths: KFoldPaths
+) -> dict[str, Any]:
+    """Head then finetune on one fold; returns its done record (reused if already finished)."""
+    kf, seed = params.kfold, params.seed + fold
+    mode = resolve_head_mode(params)
+    head = head_phase(params, mode, epochs=kf.head_epochs)
+    tune = finetune_phase(params, epochs=kf.epochs, patience=kf.patience)
+    head_fp = fingerprint("head", head, base_fp)
+    fold_fp = fingerprint("finetune", tune, head_fp)
+    head_out, tune_out = paths.phase_outputs(fold, "head"), paths.phase_outputs(fold, "finetune")
+    try:
+        done = read_json(paths.done(fold)) if paths.done(fold).is_file() else {}
+    except MedclassError:  # a damaged marker: retrain the fold
+        done = {}
+    if done.get("fingerprint") == fold_fp and paths.best(fold).is_file():
+        log.info("fold %d: finished earlier with these params, skipped", fold)
+        for name, out in (("head", head_out), ("finetune", tune_out)):
+            _replay(out.live_dir, done["history"][name])
+        return done
+    paths.done(fold).unlink(missing_ok=True)
+    meta = {**model_meta(params, data), "fold": fold, "folds": kf.folds}
+    if _phase_done(head_out, head_fp):
+        log.info("fold %d: head phase finished earlier, reused", fold)
+        _replay(head_out.live_dir, _history(head_out.last))
+    else:
+        seed_everything(seed, params.train.deterministic)
+        model = build_model(params, len(data.classes), data.in_chans)
+        fit(model, head, data, params.train, seed=seed, meta=meta, outputs=head_out,
+            fingerprint=head_fp)
+    seed_everything(seed, params.train.deterministic)  # as the finetune stage does
+    model = build_model(params, len(data.classes), data.in_chans)
+    model.load_state_dict(load_checkpoint(head_out.best)["model"])
+    summary = fit(model, tune, data, params.train, seed=seed, meta=meta, outputs=tune_out,
+                  fingerprint=fold_fp)
+    summary.pop("phase")
+    record = {
+        "fingerprint": fold_fp, "fold": fold, "head_mode": mode, **summary,
+        "history": {"head": _history(head_out.last), "finetune": _history(tune_out.last)},
+    }
+    write_json(paths.done(fold), record)
+    for p in (head_out.best, head_out.last, tune_out.last):  # only needed to resume the fold
+        p.unlink(missing_ok=True)
+    return record
+
+
+def _remove_stale(paths: KFoldPaths, k: int) -> None:
+    """Drop files of folds ``>= k`` (from a run with more folds) and all old plot data."""
+    if paths.models.is_dir():
+        for f in paths.models.iterdir():
+            m = _FOLD_FILE.fullmatch(f.name)
+            if m and int(m.group(1)) >= k:
+                f.unlink()
+    shutil.rmtree(paths.plots, ignore_errors=True)
+
+
+def _predict(model: torch.nn.Module, ds: CachedDataset, transform: BatchTransform,
+             cfg: StepConfig, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    loader = make_loader(ds, batch_size, shuffle=False)
+    logits, labels = predict_logits(model, loader, transform, cfg, desc="predict")
+    return torch.softmax(torch.from_numpy(logits).double(), 1).numpy(), labels  # float64
+
+
+def _pick(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: metrics[k] for k in METRIC_KEYS}
+
+
+def mean_std(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-key mean and sample std (ddof=1) over folds; ``None`` values (undefined AUC) skipped."""
+    mean: dict[str, Any] = {}
+    std: dict[str, Any] = {}
+    for key in METRIC_KEYS:
+        vals = [float(r[key]) for r in rows if r.get(key) is not None]
+        mean[key] = float(np.mean(vals)) if vals else None
+        std[key] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+    return mean, std
+
+
+def write_curves(out_dir: Path, records: Sequence[dict[str, Any]]) -> None:
+    """``out_dir/fold_<i>.csv``: one row per epoch of head then finetune (a DVC plot per fold)."""
+    for rec in records:
+        rows = [(ph, r) for ph in ("head", "finetune") for r in rec["history"][ph]]
+        with atomic_path(out_dir / f"fold_{rec['fold']}.csv") as tmp, \
+                tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(["step", "phase", "epoch", *CURVE_KEYS])
+            for step, (ph, r) in enumerate(rows):
+                values = ["" if r.get(k) is None else f"{r[k]:.6g}" for k in CURVE_KEYS]
+                writer.writerow([step, ph, r["epoch"] + 1, *values])
+
+
+def write_ensemble_csv(path: Path, paths: Sequence[str], labels: np.ndarray,
+                       preds: dict[str, np.ndarray], mean: np.ndarray, variance: np.ndarray,
+                       mi: np.ndarray, classes: Sequence[str]) -> None:
+    """path, actual, predicted (first method), predicted_<method>…, prob_<class>… (mean
+    ensemble), variance, mutual_information."""
+    methods = list(preds)
+    header = ["path", "actual", "predicted", *(f"predicted_{m}" for m in methods),
+              *(f"prob_{t}" for t in sanitise_names(classes)), "variance", "mutual_information"]
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        for i in range(len(labels)):
+            named = [classes[int(preds[m][i])] for m in methods]
+            writer.writerow([paths[i], classes[int(labels[i])], named[0], *named,
+                             *(f"{v:.6g}" for v in mean[i]), f"{variance[i]:.6g}",
+                             f"{mi[i]:.6g}"])
+
+
+def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, Any]:
+    """Train every fold (resuming finished ones), evaluate on test, write metrics and plots."""
+    t0 = time.perf_counter()
+    kf = params.kfold
+    check_image_size(params.model, params.data.image_size)
+    data = load_data(split_dir, ("train", "val", "test"))
+    train, val, test = (data.splits[s] for s in ("train", "val", "test"))
+    parts = [train.images, val.images]
+    labels = np.concatenate([train.labels, val.labels])
+    folds = make_folds(labels, kf.folds, params.seed, data.classes)
+    _remove_stale(paths, kf.folds)
+    shared = fingerprint("kfold", params.model, params.seed, params.train.model_dump(mode="json"),
+                         kf.folds, files=(split_dir / "stats.json", split_dir / "manifest.csv"))
+    records = []
+    for i, (tr, va) in enumerate(folds):
+        bundle = DataBundle(data.classes, data.stats, {
+            "train": CachedDataset(RowView(parts, tr), labels[tr]),
+            "val": CachedDataset(RowView(parts, va), labels[va])})
+        log.info("fold %d/%d: %d train, %d val images", i + 1, kf.folds, len(tr), len(va))
+        base_fp = fingerprint(shared, i, va.tolist())
+        records.append(train_fold(params, bundle, i, base_fp, paths))
+
+    cfg = StepConfig(resolve_device(params.train.device), progress=params.train.progress)
+    bs = params.train.eval_batch_size
+    per_fold, test_probs = {}, []
+    for i, (tr, va) in enumerate(folds):
+        ckpt = load_checkpoint(paths.best(i))
+        model = model_from_checkpoint(ckpt).to(cfg.device)
+        transform = BatchTransform(ckpt["meta"]["mean"], ckpt["meta"]["std"])
+        vp, vy = _predict(model, CachedDataset(RowView(parts, va), labels[va]), transform, cfg, bs)
+        tp, ty = _predict(model, test, transform, cfg, bs)
+        test_probs.append(tp)
+        rec = records[i]
+        per_fold[f"fold_{i}"] = {
+            "n_train": len(tr), "n_val": len(va), "epochs_run": rec["epochs_run"],
+            "best_epoch": rec["best_epoch"], "val": _pick(summary_metrics(vp, vy)),
+            "test": _pick(summary_metrics(tp, ty))}
+    methods = list(dict.fromkeys(kf.ensemble))
+    probs = {m: ensemble_probs(test_probs, m) for m in dict.fromkeys(["mean", *methods])}
+    variance, mi = member_variance(test_probs), mutual_information(test_probs)
+    val_mean, val_std = mean_std([f["val"] for f in per_fold.values()])
+    test_mean, test_std = mean_std([f["test"] for f in per_fold.values()])
+    result = {
+        "model": params.model, "folds": kf.folds, "n_trainval": int(len(labels)),
+        "n_test": int(len(test)),
+        "val": {"mean": val_mean, "std": val_std},
+        "test_single": {"mean": test_mean, "std": test_std},
+        "test_ensemble": {m: _pick(summary_metrics(probs[m], test.labels)) for m in methods},
+        "disagreement": {"variance": float(variance.mean()),
+                         "mutual_information": float(mi.mean())},
+        "per_fold": per_fold,
+    }
+    test_paths = [r.path for r in read_manifest(split_dir / "manifest.csv") if r.split == "test"]
+    write_ensemble_csv(paths.plots / "predictions.csv", test_paths, test.labels,
+                       {m: probs[m].argmax(axis=1) for m in methods}, probs["mean"], variance,
+                       mi, data.classes)
+    write_curves(paths.plots / "curves", records)
+    write_json(paths.metrics, result)
+    log.info("kfold: %d folds in %.1fs; val acc %.4f ± %s; ensemble %s", kf.folds,
+             time.perf_counter() - t0, val_mean["accuracy"], val_std["accuracy"],
+             {m: round(v["accuracy"], 4) for m, v in result["test_ensemble"].items()})
+    return result

@@ -1,0 +1,108 @@
+"""CoAtNet: adaptive stem, C/T stage layout, relative attention with LayerScale, odd maps."""
+
+import pytest
+import torch
+
+from medclass.errors import MedclassError
+from medclass.models import create_model, head_and_backbone_params
+from medclass.models.coatnet import AdaptiveDownConv, CoAtNet, RelTransformerStage
+from medclass.models.layers import LayerScale
+
+NAME = "coatnet"
+TINY = {"dims": (8, 8, 16, 16, 32), "depths": (1, 1, 1, 1), "head_dim": 8, "drop_path_rate": 0.1}
+
+
+def test_adaptive_stem_strides_only_large_inputs():
+    conv = AdaptiveDownConv(3, 4, min_side=64).eval()
+    assert conv(torch.randn(1, 3, 63, 63)).shape[-2:] == (63, 63)
+    assert conv(torch.randn(1, 3, 64, 64)).shape[-2:] == (32, 32)
+
+
+@pytest.mark.parametrize(("size", "side"), [(16, 1), (18, 2), (28, 2), (32, 2)])
+def test_feature_map_sizes_including_odd_maps(size, side):
+    model = CoAtNet(2, **TINY).eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(2, 3, size, size))
+    assert feats.shape == (2, 32, side, side)
+
+
+def test_transformer_stage_downsamples_with_layerscale_and_rel_bias():
+    stage = RelTransformerStage(8, 16, depth=2, heads=2, rel_size=4, drop_paths=[0.0, 0.0],
+                                layer_scale=1e-5, mlp_ratio=4.0).eval()
+    assert stage(torch.randn(2, 8, 7, 7)).shape == (2, 16, 4, 4)
+    scales = [m for m in stage.modules() if isinstance(m, LayerScale)]
+    assert len(scales) == 4 and all(torch.allclose(s.gamma, torch.full_like(s.gamma, 1e-5))
+                                    for s in scales)
+    assert stage.rel[0](4, 4).shape == (2, 16, 16)
+
+
+def test_stage_types_are_respected():
+    model = CoAtNet(2, dims=(8, 8, 16), depths=(1, 1), stage_types="TT", head_dim=8)
+    assert sum(isinstance(m, RelTransformerStage) for m in model.modules()) == 2
+
+
+def test_bad_layout_is_a_type_error():
+    with pytest.raises(TypeError, match="stage_types"):
+        CoAtNet(2, dims=(8, 8, 16), depths=(1, 1, 1))
+
+
+# --- interface checks shared by every registered backbone (tiny width) ---
+
+
+@pytest.mark.parametrize("size", [28, 32])
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_tiny_forward_interface(size, in_chans):
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3, in_chans=in_chans, **TINY).eval()
+    x = torch.randn(2, in_chans, size, size)
+    with torch.no_grad():
+        out = model(x)
+        feats = model.forward_features(x)
+        pooled = model.forward_head(feats, pre_logits=True)
+        logits = model.forward_head(feats)
+    assert out.shape == (2, 3)
+    assert torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])
+    assert pooled.shape == (2, model.num_features)
+    assert torch.allclose(logits, out, atol=1e-5)
+
+
+def test_tiny_backward_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3, **TINY).train()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
+def test_reset_classifier_and_head_group():
+    model = create_model(NAME, num_classes=3, **TINY).eval()
+    model.reset_classifier(5)
+    assert model.num_classes == 5
+    assert model.get_classifier().out_features == 5
+    assert model(torch.randn(2, 3, 28, 28)).shape == (2, 5)
+    head, backbone = head_and_backbone_params(model)
+    assert {id(p) for p in head} == {id(p) for p in model.get_classifier().parameters()}
+    assert len(head) + len(backbone) == len(list(model.parameters()))
+
+
+def test_unknown_kwarg_is_rejected():
+    with pytest.raises(MedclassError, match="model_kwargs"):
+        create_model(NAME, num_classes=2, bogus=1)
+
+
+def test_default_width_runs_at_64px():
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+
+
+def test_stochastic_depth_increases_linearly():
+    from timm.layers import DropPath
+
+    model = create_model(NAME, num_classes=2, **TINY)
+    probs = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
+    assert probs and probs == sorted(probs)
+    assert max(probs) == pytest.approx(0.1)

@@ -1,0 +1,95 @@
+"""DenseNet7x7: dense 7x7 layers, no spatial reduction, stem pooling for large inputs."""
+
+import pytest
+import torch
+from torch import nn
+
+from medclass.models import create_model, get_spec
+from medclass.models.densenet7x7 import DenseLayer, DenseNet7x7, FitPool, Transition
+from medclass.models.layers import DropPath
+
+TINY = {"densenet7x7": {"growth_rate": 4, "block_config": (1, 2)}}
+
+
+def _tiny(name: str, in_chans: int = 3, **kw) -> nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, num_classes=3, in_chans=in_chans, **{**TINY[name], **kw})
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("in_chans", [1, 3])
+@pytest.mark.parametrize("size", [28, 32])
+def test_tiny_interface(name, in_chans, size):
+    model = _tiny(name, in_chans).eval()
+    x = torch.randn(2, in_chans, size, size)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 3) and torch.isfinite(out).all()
+        assert not torch.allclose(out[0], out[1])
+        feats = model.forward_features(x)
+        assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+        assert torch.allclose(model.forward_head(feats), out, atol=1e-5)
+    model.train()
+    model(x).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    model.reset_classifier(5)
+    assert isinstance(model.get_classifier(), nn.Linear)
+    assert model(x).shape == (2, 5) and model.get_classifier().out_features == 5
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_drop_path_increases_linearly_and_unknown_kwarg(name):
+    probs = [m.drop_prob for m in _tiny(name, drop_path_rate=0.3).modules()
+             if isinstance(m, DropPath)]
+    assert probs == sorted(probs) and probs[-1] == pytest.approx(0.3)
+    with pytest.raises(TypeError):
+        get_spec(name).builder(num_classes=2, bogus=1)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_default_width_runs_at_64(name):
+    model = create_model(name, num_classes=4).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 4)
+    spec = get_spec(name)
+    assert spec.default_size == 32 and spec.scheduler == "onecycle" and spec.lr_mult == 1.0
+
+
+def test_dense_layer_appends_growth_channels_at_same_size():
+    layer = DenseLayer(10, growth=4, bn_size=2)
+    assert layer.block[-1].kernel_size == (7, 7)
+    x = torch.randn(2, 10, 9, 9)
+    y = layer(x)
+    assert y.shape == (2, 14, 9, 9)
+    assert torch.equal(y[:, :10], x)  # dense connectivity: the input is passed through as is
+    assert Transition(14, 7)(y).shape == (2, 7, 9, 9)
+
+
+@pytest.mark.parametrize("size", [16, 28, 32, 64])
+def test_no_spatial_reduction_up_to_64px(size):
+    model = _tiny("densenet7x7").eval()
+    assert not any(isinstance(m, nn.MaxPool2d | nn.AvgPool2d) for m in model.modules())
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 3, size, size))
+    assert feats.shape[-2:] == (size, size) and feats.shape[1] == model.num_features
+
+
+def test_large_inputs_are_pooled_in_the_stem_or_kept_on_request():
+    assert FitPool(64)(torch.randn(1, 2, 224, 224)).shape[-2:] == (56, 56)
+    assert FitPool(32)(torch.randn(1, 2, 33, 20)).shape[-2:] == (17, 10)
+    assert FitPool(None)(torch.randn(1, 2, 100, 100)).shape[-2:] == (100, 100)
+    model = DenseNet7x7(2, growth_rate=4, block_config=(1,), max_dense_size=None).eval()
+    with torch.no_grad():
+        assert model.forward_features(torch.randn(1, 3, 80, 80)).shape[-2:] == (80, 80)
+        assert _tiny("densenet7x7").eval().forward_features(
+            torch.randn(1, 3, 224, 224)).shape[-2:] == (56, 56)
+
+
+def test_invalid_configuration_is_clear():
+    with pytest.raises(ValueError, match="kernel_size"):
+        DenseNet7x7(2, kernel_size=6)
+    with pytest.raises(ValueError, match="block_config"):
+        DenseNet7x7(2, block_config=())
+    with pytest.raises(ValueError, match="max_dense_size"):
+        DenseNet7x7(2, max_dense_size=0)

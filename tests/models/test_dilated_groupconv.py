@@ -1,0 +1,92 @@
+"""DilatedGroupConvNet: dilated 7x7 group-conv residual blocks (rates 1-2-4), no pooling."""
+
+import pytest
+import torch
+from torch import nn
+
+from medclass.models import create_model, get_spec
+from medclass.models.dilated_groupconv import DilatedGroupBlock, DilatedGroupConvNet
+from medclass.models.layers import DropPath
+
+TINY = {"dilated_groupconv": {"width": 8}}
+
+
+def _tiny(name: str, in_chans: int = 3, **kw) -> nn.Module:
+    torch.manual_seed(0)
+    return create_model(name, num_classes=3, in_chans=in_chans, **{**TINY[name], **kw})
+
+
+@pytest.mark.parametrize("name", TINY)
+@pytest.mark.parametrize("in_chans", [1, 3])
+@pytest.mark.parametrize("size", [28, 32])
+def test_tiny_interface(name, in_chans, size):
+    model = _tiny(name, in_chans).eval()
+    x = torch.randn(2, in_chans, size, size)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (2, 3) and torch.isfinite(out).all()
+        assert not torch.allclose(out[0], out[1])
+        feats = model.forward_features(x)
+        assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+        assert torch.allclose(model.forward_head(feats), out, atol=1e-5)
+    model.train()
+    model(x).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    model.reset_classifier(5)
+    assert isinstance(model.get_classifier(), nn.Linear)
+    assert model(x).shape == (2, 5) and model.get_classifier().out_features == 5
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_drop_path_increases_linearly_and_unknown_kwarg(name):
+    probs = [m.drop_prob for m in _tiny(name, drop_path_rate=0.3).modules()
+             if isinstance(m, DropPath)]
+    assert probs == sorted(probs) and probs[-1] == pytest.approx(0.3)
+    with pytest.raises(TypeError):
+        get_spec(name).builder(num_classes=2, bogus=1)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_default_width_runs_at_64(name):
+    model = create_model(name, num_classes=4).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 4)
+    spec = get_spec(name)
+    assert spec.default_size == 32 and spec.scheduler == "onecycle" and spec.lr_mult == 1.0
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+def test_block_keeps_shape_with_dilated_group_conv(dilation):
+    block = DilatedGroupBlock(32, dilation, group_width=8)
+    conv = block.block[1][0]
+    assert conv.kernel_size == (7, 7) and conv.dilation == (dilation, dilation)
+    assert conv.groups == 2 and conv.in_channels == 16  # bottleneck 0.5, groups of 8
+    assert block(torch.randn(2, 32, 7, 7)).shape == (2, 32, 7, 7)
+
+
+def test_dilations_cycle_and_no_pooling():
+    model = _tiny("dilated_groupconv")
+    blocks = [m for m in model.modules() if isinstance(m, DilatedGroupBlock)]
+    assert [b.block[1][0].dilation[0] for b in blocks] == [1, 2, 4] * 3
+    assert not any(isinstance(m, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d)
+                   for m in model.modules())
+    strided = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == 2 and all(m.kernel_size == (3, 3) for m in strided)
+
+
+@pytest.mark.parametrize(("size", "out"), [(16, 4), (28, 7), (32, 8), (224, 56)])
+def test_feature_map_is_side_over_4(size, out):
+    model = _tiny("dilated_groupconv").eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 3, size, size))
+    assert feats.shape == (1, 32, out, out) and model.num_features == 32
+
+
+def test_invalid_configuration_is_clear():
+    with pytest.raises(ValueError, match="kernel_size"):
+        DilatedGroupConvNet(2, width=8, kernel_size=6)
+    with pytest.raises(ValueError, match="depths"):
+        DilatedGroupConvNet(2, dims=(8, 16), depths=(1,))
+    with pytest.raises(TypeError, match="width or dims"):
+        DilatedGroupConvNet(2, width=8, dims=(8, 16))

@@ -1,0 +1,154 @@
+"""Swin: fitted windows, shifted-window masking, patch merging, relative position bias."""
+
+import pytest
+import torch
+
+from medclass.errors import MedclassError
+from medclass.models import create_model, head_and_backbone_params
+from medclass.models.swin import (
+    PatchMerging,
+    RelPosBias,
+    SwinBlock,
+    fit_window,
+    label_mask,
+)
+
+NAME = "swin"
+TINY = {"dims": (8, 16), "depths": (2, 2), "head_dim": 8, "drop_path_rate": 0.1}
+
+
+def _influence(block: SwinBlock, src: tuple[int, int], side: int = 8) -> set[tuple[int, int]]:
+    """Positions whose output changes when the input token at ``src`` changes."""
+    torch.manual_seed(0)
+    for p in block.parameters():  # O(1) weights so that attention mixing is clearly visible
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(1, side, side, 8)
+    x2 = x.clone()
+    x2[0, src[0], src[1]] += torch.randn(8)  # not a constant: LayerNorm would drop it
+    with torch.no_grad():
+        diff = (block(x) - block(x2)).abs().sum(-1)[0]
+    return {(int(i), int(j)) for i, j in (diff > 0).nonzero()}
+
+
+def _square(lo: int, hi: int) -> set[tuple[int, int]]:
+    return {(i, j) for i in range(lo, hi) for j in range(lo, hi)}
+
+
+def test_fit_window_rule():
+    assert [fit_window(s, 7) for s in (1, 4, 7, 8, 14, 16, 56, 64)] == [1, 4, 7, 4, 7, 6, 7, 7]
+
+
+def test_plain_windows_stay_local():
+    block = SwinBlock(8, 2, window=4, shift=False).eval()
+    assert _influence(block, (3, 3)) == _square(0, 4)
+
+
+def test_shifted_windows_shift():
+    block = SwinBlock(8, 2, window=4, shift=True).eval()
+    assert block.geometry(8, 8) == ((4, 4), (2, 2))
+    assert _influence(block, (3, 3)) == _square(2, 6)
+
+
+def test_shift_mask_blocks_wraparound():
+    # after the cyclic roll, (0, 0) shares a window with the far corner; the mask keeps them apart
+    block = SwinBlock(8, 2, window=4, shift=True).eval()
+    assert _influence(block, (0, 0)) == _square(0, 2)
+
+
+def test_single_window_map_is_not_shifted():
+    assert SwinBlock(8, 2, window=7, shift=True).geometry(7, 7) == ((7, 7), (0, 0))
+
+
+def test_padded_map_keeps_shape():
+    block = SwinBlock(8, 2, window=4, shift=True).eval()
+    x = torch.randn(2, 5, 5, 8)
+    with torch.no_grad():
+        y = block(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_label_mask_blocks_padding_and_other_regions():
+    mask = label_mask(torch.tensor([[0, 0, 1, -1]]))
+    assert mask.shape == (1, 1, 4, 4)
+    assert mask[0, 0, 0].tolist() == [0.0, 0.0, -100.0, -100.0]
+    assert mask[0, 0, 2].tolist() == [-100.0, -100.0, 0.0, -100.0]
+
+
+def test_patch_merging_pads_odd_maps():
+    assert PatchMerging(8, 16)(torch.randn(2, 7, 7, 8)).shape == (2, 4, 4, 16)
+
+
+def test_rel_pos_bias_is_translation_invariant_and_resizes():
+    rel = RelPosBias(heads=2, size=4)
+    bias = rel(3, 3)
+    assert bias.shape == (2, 9, 9)
+    assert torch.equal(bias[:, 0, 4], bias[:, 4, 8])  # offset (+1, +1) from two places
+    assert torch.equal(rel(4, 4)[:, 0, 0], rel.table[:, 3, 3])
+    assert rel(5, 5).shape == (2, 25, 25)
+
+
+def test_tiny_input_16px():
+    model = create_model(NAME, num_classes=2, **TINY).eval()
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 2)
+
+
+# --- interface checks shared by every registered backbone (tiny width) ---
+
+
+@pytest.mark.parametrize("size", [28, 32])
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_tiny_forward_interface(size, in_chans):
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3, in_chans=in_chans, **TINY).eval()
+    x = torch.randn(2, in_chans, size, size)
+    with torch.no_grad():
+        out = model(x)
+        feats = model.forward_features(x)
+        pooled = model.forward_head(feats, pre_logits=True)
+        logits = model.forward_head(feats)
+    assert out.shape == (2, 3)
+    assert torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])
+    assert pooled.shape == (2, model.num_features)
+    assert torch.allclose(logits, out, atol=1e-5)
+
+
+def test_tiny_backward_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3, **TINY).train()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
+def test_reset_classifier_and_head_group():
+    model = create_model(NAME, num_classes=3, **TINY).eval()
+    model.reset_classifier(5)
+    assert model.num_classes == 5
+    assert model.get_classifier().out_features == 5
+    assert model(torch.randn(2, 3, 28, 28)).shape == (2, 5)
+    head, backbone = head_and_backbone_params(model)
+    assert {id(p) for p in head} == {id(p) for p in model.get_classifier().parameters()}
+    assert len(head) + len(backbone) == len(list(model.parameters()))
+
+
+def test_unknown_kwarg_is_rejected():
+    with pytest.raises(MedclassError, match="model_kwargs"):
+        create_model(NAME, num_classes=2, bogus=1)
+
+
+def test_default_width_runs_at_64px():
+    torch.manual_seed(0)
+    model = create_model(NAME, num_classes=3).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+
+
+def test_stochastic_depth_increases_linearly():
+    from timm.layers import DropPath
+
+    model = create_model(NAME, num_classes=2, **TINY)
+    probs = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
+    assert probs and probs == sorted(probs)
+    assert max(probs) == pytest.approx(0.1)
