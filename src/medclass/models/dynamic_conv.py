@@ -73,9 +73,15 @@ class DynamicConv2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal (fan-out) init of each kernel in the bank."""
+        """Kaiming-normal (fan-out) init of each kernel, scaled by sqrt(K).
+
+        The routing averages K independent kernels (uniform at init), which divides the mixed
+        kernel's std by sqrt(K); without the compensation the signal shrinks by that factor in
+        every dynamic layer and eval-mode outputs at init collapse to ~0 for any input.
+        """
         fan_out = self.cout // self.groups * self.kernel**2
-        nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / fan_out))
+        k = self.weight.shape[0]
+        nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 * k / fan_out))
 
     def mixed_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample kernels (B, cout, cin/groups, k, k) and biases (B, cout) or None."""
