@@ -165,7 +165,7 @@ def test_exp_run_other_backbones(repo, model):
 
     kwargs = _hydra(TINY_KWARGS[model])
     run(repo, "dvc", "exp", "run", "-n", f"exp-{model}", "-S", f"model={model}",
-        "-S", f"train.model_kwargs={kwargs}")
+        "-S", f"++train.model_kwargs={kwargs}")  # ++: replace the whole (empty) mapping
     test = json.loads((repo / "metrics/test.json").read_text())
     assert test["model"] == model and 0.0 <= test["accuracy"] <= 1.0
     assert f"exp-{model}" in run(repo, "dvc", "exp", "show", "--json").stdout
