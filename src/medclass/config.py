@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -89,9 +89,11 @@ class FinetuneParams(_Strict):
 
     epochs: int = Field(default=12, ge=1)
     lr: float = Field(default=1e-3, gt=0.0)
-    backbone_lr_mult: float = Field(default=0.3, gt=0.0, le=10.0)
+    backbone_lr_mult: Literal["auto"] | Annotated[float, Field(gt=0.0, le=10.0)] = "auto"
+    strategy: Literal["full", "layer_decay"] = "full"
+    layer_decay: float = Field(default=0.75, gt=0.0, le=1.0)
     weight_decay: float = Field(default=0.05, ge=0.0)
-    scheduler: Literal["cosine", "onecycle", "constant"] = "cosine"
+    scheduler: Literal["auto", "cosine", "onecycle", "constant"] = "auto"
     warmup_epochs: int = Field(default=1, ge=0)
     min_lr_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     monitor: Literal["val_loss", "val_acc", "val_auc", "val_f1"] = "val_loss"
@@ -125,6 +127,31 @@ class EvaluateParams(_Strict):
     batch_size: int = Field(default=256, ge=1)
 
 
+ExportFormat = Literal["pytorch", "torchscript", "onnx", "tflite", "coreml", "tensorrt"]
+
+
+class ExportParams(_Strict):
+    """The export stage: deployment formats of the best checkpoint and their parity checks."""
+
+    formats: Literal["all"] | list[ExportFormat] = "all"
+    parity_batch: int = Field(default=32, ge=1, le=1024)
+    latency_runs: int = Field(default=10, ge=1, le=1000)
+    tolerance: float = Field(default=1e-4, gt=0.0)
+    fp16_tolerance: float = Field(default=5e-2, gt=0.0)
+    onnx_opset: int = Field(default=18, ge=13, le=21)
+    onnxslim: bool = False
+    tensorrt_fp16: bool = True
+
+    @model_validator(mode="after")
+    def _formats_listed_once(self) -> ExportParams:
+        if isinstance(self.formats, list):
+            if not self.formats:
+                raise ValueError("formats is empty; list at least one format or use all")
+            if len(set(self.formats)) != len(self.formats):
+                raise ValueError(f"formats lists a format twice: {self.formats}")
+        return self
+
+
 class Params(_Strict):
     """The whole params.yaml."""
 
@@ -138,17 +165,30 @@ class Params(_Strict):
     finetune: FinetuneParams = FinetuneParams()
     evaluate: EvaluateParams = EvaluateParams()
     kfold: KFoldParams = KFoldParams()
+    export: ExportParams = ExportParams()
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> str:
+    """Dotted key path without pydantic's union-member tags (``literal['auto']``, ``float``)."""
+    keys = [str(p) for p in loc if not (isinstance(p, str) and (
+        "[" in p or p in {"float", "int", "str", "bool", "constrained-float", "constrained-int"}))]
+    return ".".join(keys) or "<root>"
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<root>"
-    msg = first["msg"]
+    errors = err.errors()
+    key = _clean_loc(errors[0]["loc"])
+    same = [e for e in errors if _clean_loc(e["loc"]) == key]  # one per union member
+    first = same[0]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check spelling; see README 'Params')"
-    elif "input" in first and not isinstance(first["input"], dict):
-        msg = f"{msg} (got {first['input']!r})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    else:
+        msgs = list(dict.fromkeys(e["msg"].removeprefix("Input ") for e in same))
+        msg = "Input " + ", or ".join(msgs)
+        if "input" in first and not isinstance(first["input"], dict):
+            msg = f"{msg} (got {first['input']!r})"
+    rest = len(errors) - len(same)
+    more = f" (+{rest} more)" if rest else ""
     return f"{source}: {key}: {msg}{more}"
 
 

@@ -67,3 +67,60 @@ def test_label_smoothing_is_applied():
     logits = torch.tensor([[10.0, -10.0]])
     plain = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
     assert crit(logits, torch.tensor([0])) > plain + 1.0
+
+
+def test_layer_decay_lrs_fall_geometrically_from_the_last_block():
+    model = create_model("simple_cnn", num_classes=3, in_chans=1)
+    opt = build_optimizer(model, head_lr=1e-2, backbone_lr=1e-3, weight_decay=0.05,
+                          layer_decay=0.5)
+    g = _groups(opt)
+    assert g["head"]["lr"] == 1e-2
+    blocks = sorted((n for n in g if n.startswith("backbone.") and "no_decay" not in n),
+                    key=lambda n: int(n.split(".")[1]))
+    lrs = [g[n]["lr"] for n in blocks]
+    assert len(lrs) == 4 and lrs[-1] == pytest.approx(1e-3)
+    for lower, upper in zip(lrs, lrs[1:], strict=False):
+        assert lower == pytest.approx(upper * 0.5)
+    n_opt = sum(len(x["params"]) for x in opt.param_groups)
+    assert n_opt == len(list(model.parameters()))
+
+
+def _params(**over):
+    from medclass.config import Params
+
+    return Params.model_validate(over)
+
+
+@pytest.mark.parametrize(("model", "pretrained", "mult", "sched"), [
+    ("swin", "none", 0.5, "cosine"),
+    ("small_resnet", "none", 1.0, "onecycle"),
+    ("timm/resnet18", "/weights.pth", 0.1, "onecycle"),
+    ("timm/vit_tiny_patch16_224", "none", 0.5, "cosine"),
+])
+def test_auto_finetune_defaults_come_from_the_registry(model, pretrained, mult, sched):
+    from medclass.train.phases import finetune_phase
+
+    params = _params(model=model, train={"pretrained": pretrained})
+    phase = finetune_phase(params)
+    assert phase.backbone_lr == pytest.approx(params.finetune.lr * mult)
+    assert phase.scheduler == sched and phase.layer_decay is None
+
+
+def test_explicit_finetune_settings_override_the_registry():
+    from medclass.train.phases import finetune_phase
+
+    params = _params(model="swin", finetune={"backbone_lr_mult": 2.0, "scheduler": "constant",
+                                             "strategy": "layer_decay", "layer_decay": 0.6})
+    phase = finetune_phase(params)
+    assert phase.backbone_lr == pytest.approx(params.finetune.lr * 2.0)
+    assert phase.scheduler == "constant" and phase.layer_decay == 0.6
+
+
+@pytest.mark.parametrize("bad", [{"backbone_lr_mult": "fast"}, {"backbone_lr_mult": 0},
+                                 {"layer_decay": 1.5}, {"strategy": "gradual_x"}])
+def test_bad_finetune_settings_are_refused(bad):
+    from medclass.config import parse_params
+    from medclass.errors import MedclassError
+
+    with pytest.raises(MedclassError, match="finetune"):
+        parse_params({"finetune": bad})

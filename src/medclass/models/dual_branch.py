@@ -86,6 +86,13 @@ class DualBranchNet(ClassifierModel):
         self._init_head(2 * fd if fusion == "concat" else fd, num_classes, drop_rate)
         self.apply(init_weights)
 
+    def group_modules(self) -> list[nn.Module]:
+        """Layer groups by depth: each global stage with the local block at its resolution."""
+        glob, local = list(self.global_branch), list(self.local_branch)
+        groups: list[nn.Module] = glob[:2]
+        groups += [nn.ModuleList([g, loc]) for g, loc in zip(glob[2:], local, strict=True)]
+        return [*groups, nn.ModuleList([self.proj_global, self.proj_local])]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Fused (B, num_features, H', W') map from both branches."""
         g = self.proj_global(self.global_branch(x))

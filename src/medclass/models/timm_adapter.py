@@ -18,8 +18,10 @@ def timm_spec(name: str) -> ModelSpec:
     base = name[len(TIMM_PREFIX) :]
     cfg = timm.get_pretrained_cfg(base)
     size = int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+    attention = takes_img_size(base)  # fixed-size archs are the attention ones (ViT, Swin, …)
     return ModelSpec(name, create_timm_model, "timm", min_size=32, default_size=size,
-                     has_pretrained=True)
+                     has_pretrained=True, lr_mult=0.5 if attention else 1.0,
+                     scheduler="cosine" if attention else "onecycle")
 
 
 def takes_img_size(base: str) -> bool:

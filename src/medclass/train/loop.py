@@ -42,6 +42,7 @@ class Phase:
     patience: int | None = None  # None: no early stopping
     min_epochs: int = 0
     min_delta: float = 0.0
+    layer_decay: float | None = None  # None: one backbone LR; else layer-wise decay factor
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def fit(
                                 weights_mode=train.class_weights,
                                 label_smoothing=train.label_smoothing).to(device)
     optimizer = build_optimizer(model, head_lr=phase.head_lr, backbone_lr=phase.backbone_lr,
-                                weight_decay=phase.weight_decay)
+                                weight_decay=phase.weight_decay, layer_decay=phase.layer_decay)
     steps = -(-len(train_loader) // train.accum_steps)
     scheduler = build_scheduler(optimizer, phase.scheduler, epochs=max(phase.epochs, 1),
                                 steps_per_epoch=steps, warmup_epochs=phase.warmup_epochs,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from medclass.models import head_and_backbone_params
+from medclass.models import head_and_backbone_params, layer_decay_scales, layer_groups
 
 
 def _decay_split(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -19,25 +19,39 @@ def _decay_split(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[n
 
 
 def build_optimizer(
-    model: nn.Module, *, head_lr: float, backbone_lr: float | None, weight_decay: float
+    model: nn.Module,
+    *,
+    head_lr: float,
+    backbone_lr: float | None,
+    weight_decay: float,
+    layer_decay: float | None = None,
 ) -> torch.optim.AdamW:
     """AdamW over the head (``head_lr``) and, unless ``backbone_lr`` is None, the backbone.
 
-    Groups are named (``head``, ``head_no_decay``, ``backbone``, …) so logs and tests can find them.
+    With ``layer_decay`` the backbone is split into its layer groups (``layer_groups``), the
+    last block at ``backbone_lr`` and each earlier one ``layer_decay`` times lower.
+    Groups are named (``head``, ``head_no_decay``, ``backbone``, ``backbone.3``, …) so logs and
+    tests can find them.
     """
     head, backbone = head_and_backbone_params(model)
-    groups = []
-    parts = [("head", head, head_lr)]
-    if backbone_lr is not None:
+    parts: list[tuple[str, list[nn.Parameter], float]] = [("head", head, head_lr)]
+    if backbone_lr is not None and layer_decay is not None:
+        groups = layer_groups(model)
+        scales = layer_decay_scales(len(groups), layer_decay)
+        parts += [(f"backbone.{i}", g, backbone_lr * sc)
+                  for i, (g, sc) in enumerate(zip(groups, scales, strict=True))]
+    elif backbone_lr is not None:
         parts.append(("backbone", backbone, backbone_lr))
+    param_groups = []
     for name, params, lr in parts:
         decay, no_decay = _decay_split([p for p in params if p.requires_grad])
         if decay:
-            groups.append({"name": name, "params": decay, "lr": lr, "weight_decay": weight_decay})
+            param_groups.append({"name": name, "params": decay, "lr": lr,
+                                 "weight_decay": weight_decay})
         if no_decay:
-            groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr,
-                           "weight_decay": 0.0})
-    return torch.optim.AdamW(groups)
+            param_groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr,
+                                 "weight_decay": 0.0})
+    return torch.optim.AdamW(param_groups)
 
 
 def build_scheduler(

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from medclass.config import Params
+from medclass.models import get_spec
 from medclass.train.loop import Phase
+
+# Fine-tuning pretrained weights: the backbone moves this much slower than the registry suggests
+# for training from scratch (a common discriminative-LR ratio between backbone and new head).
+PRETRAINED_LR_FACTOR = 0.1
 
 
 def resolve_head_mode(params: Params) -> str:
@@ -29,6 +36,21 @@ def head_phase(params: Params, mode: str, *, epochs: int | None = None) -> Phase
     )
 
 
+def resolve_finetune_defaults(params: Params) -> tuple[float, str]:
+    """``finetune.backbone_lr_mult``/``scheduler``, with ``auto`` taken from the model registry.
+
+    ``auto`` LR multiplier: the backbone's registered ``lr_mult`` (lower for attention models),
+    times ``PRETRAINED_LR_FACTOR`` when ``train.pretrained`` loads weights. ``auto`` scheduler:
+    the registered family schedule (warmup + cosine for attention models, OneCycle for CNNs).
+    """
+    ft, spec = params.finetune, get_spec(params.model)
+    mult = ft.backbone_lr_mult
+    if mult == "auto":
+        mult = spec.lr_mult * (PRETRAINED_LR_FACTOR if params.train.pretrained != "none" else 1.0)
+    scheduler = spec.scheduler if ft.scheduler == "auto" else ft.scheduler
+    return float(mult), scheduler
+
+
 def finetune_phase(
     params: Params, *, epochs: int | None = None, patience: int | None = None
 ) -> Phase:
@@ -37,13 +59,18 @@ def finetune_phase(
     ``epochs``/``patience`` override ``finetune.epochs``/``finetune.patience`` (kfold).
     """
     ft = params.finetune
+    mult, scheduler = resolve_finetune_defaults(params)
+    decay = ft.layer_decay if ft.strategy == "layer_decay" else None
+    logging.info("finetune: backbone LR x%g of %g, %s schedule%s", mult, ft.lr, scheduler,
+                 f", layer decay {decay}" if decay else "")
     return Phase(
         "finetune",
         epochs=ft.epochs if epochs is None else epochs,
         head_lr=ft.lr,
-        backbone_lr=ft.lr * ft.backbone_lr_mult,
+        backbone_lr=ft.lr * mult,
         weight_decay=ft.weight_decay,
-        scheduler=ft.scheduler,
+        scheduler=scheduler,
+        layer_decay=decay,
         warmup_epochs=ft.warmup_epochs,
         min_lr_ratio=ft.min_lr_ratio,
         monitor=ft.monitor,
