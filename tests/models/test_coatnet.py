@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-from medclass.errors import MedclassError
-from medclass.models import create_model, head_and_backbone_params
 from medclass.models.checks import TINY_KWARGS
 from medclass.models.coatnet import AdaptiveDownConv, CoAtNet, RelTransformerStage
 from medclass.models.layers import LayerScale
@@ -48,26 +46,3 @@ def test_bad_layout_is_a_type_error():
 
 
 # --- head group, option validation and stochastic depth ---
-
-
-def test_head_group_is_the_classifier_after_reset():
-    model = create_model(NAME, num_classes=3, **TINY)
-    model.reset_classifier(5)
-    assert model.num_classes == 5
-    head, backbone = head_and_backbone_params(model)
-    assert {id(p) for p in head} == {id(p) for p in model.get_classifier().parameters()}
-    assert len(head) + len(backbone) == len(list(model.parameters()))
-
-
-def test_unknown_kwarg_is_rejected():
-    with pytest.raises(MedclassError, match="model_kwargs"):
-        create_model(NAME, num_classes=2, bogus=1)
-
-
-def test_stochastic_depth_increases_linearly():
-    from timm.layers import DropPath
-
-    model = create_model(NAME, num_classes=2, **TINY)
-    probs = [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
-    assert probs and probs == sorted(probs)
-    assert max(probs) == pytest.approx(0.1)

@@ -5,10 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medclass.models import create_model, get_spec
+from medclass.models import create_model
 from medclass.models.checks import TINY_KWARGS
 from medclass.models.dual_branch import DualBranchNet, SpaceToDepthConv
-from medclass.models.layers import DropPath
 
 NAME = "dual_branch"
 
@@ -16,18 +15,6 @@ NAME = "dual_branch"
 def _tiny(in_chans: int = 3, **kw) -> nn.Module:
     torch.manual_seed(0)
     return create_model(NAME, num_classes=3, in_chans=in_chans, **{**TINY_KWARGS[NAME], **kw})
-
-
-def test_drop_path_increases_linearly_and_unknown_kwarg():
-    probs = [m.drop_prob for m in _tiny(drop_path_rate=0.3).modules() if isinstance(m, DropPath)]
-    assert probs == sorted(probs) and probs[-1] == pytest.approx(0.3)
-    with pytest.raises(TypeError):
-        get_spec(NAME).builder(num_classes=2, bogus=1)
-
-
-def test_registered_spec():
-    spec = get_spec(NAME)
-    assert spec.default_size == 32 and spec.scheduler == "onecycle" and spec.lr_mult == 1.0
 
 
 def test_space_to_depth_keeps_every_pixel():

@@ -5,10 +5,9 @@ import torch
 from torch import nn
 
 from medclass.errors import MedclassError
-from medclass.models import create_model, get_spec
+from medclass.models import create_model
 from medclass.models.checks import TINY_KWARGS
 from medclass.models.efficientnet import B0_STAGES, EfficientNet, mbconv
-from medclass.models.layers import DropPath
 
 NAME = "efficientnet"
 
@@ -16,18 +15,6 @@ NAME = "efficientnet"
 def _tiny(in_chans: int = 3, **kw) -> nn.Module:
     torch.manual_seed(0)
     return create_model(NAME, num_classes=3, in_chans=in_chans, **{**TINY_KWARGS[NAME], **kw})
-
-
-def test_drop_path_increases_linearly_and_unknown_kwarg():
-    probs = [m.drop_prob for m in _tiny(drop_path_rate=0.3).modules() if isinstance(m, DropPath)]
-    assert probs == sorted(probs) and probs[-1] == pytest.approx(0.3)
-    with pytest.raises(TypeError):
-        get_spec(NAME).builder(num_classes=2, bogus=1)
-
-
-def test_registered_spec():
-    spec = get_spec(NAME)
-    assert spec.min_size == 16 and spec.scheduler == "onecycle" and spec.lr_mult == 1.0
 
 
 def _blocks(model: EfficientNet) -> int:

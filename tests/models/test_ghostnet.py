@@ -4,10 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from medclass.models import create_model, get_spec
+from medclass.models import create_model
 from medclass.models.checks import TINY_KWARGS
 from medclass.models.ghostnet import DFCAttention, GhostBottleneck, GhostModule, GhostNetV2
-from medclass.models.layers import DropPath
 
 NAME = "ghostnet"
 
@@ -15,18 +14,6 @@ NAME = "ghostnet"
 def _tiny(in_chans: int = 3, **kw) -> nn.Module:
     torch.manual_seed(0)
     return create_model(NAME, num_classes=3, in_chans=in_chans, **{**TINY_KWARGS[NAME], **kw})
-
-
-def test_drop_path_increases_linearly_and_unknown_kwarg():
-    probs = [m.drop_prob for m in _tiny(drop_path_rate=0.3).modules() if isinstance(m, DropPath)]
-    assert probs == sorted(probs) and probs[-1] == pytest.approx(0.3)
-    with pytest.raises(TypeError):
-        get_spec(NAME).builder(num_classes=2, bogus=1)
-
-
-def test_registered_spec():
-    spec = get_spec(NAME)
-    assert spec.min_size == 16 and spec.scheduler == "onecycle" and spec.lr_mult == 1.0
 
 
 def test_ghost_module_channels_and_cheap_half():
