@@ -42,6 +42,10 @@ def test_repo_params_yaml_lists_every_default_key():
         ({"data": {"source": "ftp"}}, "data.source"),
         ({"model": "resnet_mishh"}, "unknown backbone"),
         ({"model": "timm/resnet1800"}, "unknown timm backbone"),
+        ({"evaluate": {"mc_dropout_passes": 1}}, "evaluate: Input Value error, "
+                                                 "mc_dropout_passes: use 0 (off)"),
+        ({"evaluate": {"embedding": "umap"}}, "evaluate.embedding"),
+        ({"evaluate": {"ci": 1.0}}, "evaluate.ci"),
     ],
 )
 def test_bad_params_give_one_line_naming_the_key(override, needle):

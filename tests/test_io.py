@@ -64,3 +64,15 @@ def test_atomic_write_has_normal_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_has_normal_permissions(tmp_path):
+    from medclass.io import atomic_dir
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as d:
+            (d / "a.txt").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

@@ -122,9 +122,24 @@ class KFoldParams(_Strict):
 
 
 class EvaluateParams(_Strict):
-    """Test-split evaluation."""
+    """Test-split evaluation: metrics, calibration, uncertainty, CIs, figures, model card."""
 
     batch_size: int = Field(default=256, ge=1)
+    n_bins: int = Field(default=15, ge=2, le=100)
+    temperature_scaling: bool = True
+    mc_dropout_passes: int = Field(default=0, ge=0, le=1000)
+    bootstrap: int = Field(default=1000, ge=0, le=100_000)
+    ci: float = Field(default=0.95, gt=0.0, lt=1.0)
+    gradcam_per_class: int = Field(default=2, ge=0, le=32)
+    embedding: Literal["pca", "tsne", "none"] = "pca"
+    gallery: int = Field(default=16, ge=0, le=100)
+    report: bool = True
+
+    @model_validator(mode="after")
+    def _mc_passes_off_or_several(self) -> EvaluateParams:
+        if self.mc_dropout_passes == 1:
+            raise ValueError("mc_dropout_passes: use 0 (off) or at least 2 passes")
+        return self
 
 
 ExportFormat = Literal["pytorch", "torchscript", "onnx", "tflite", "coreml", "tensorrt"]

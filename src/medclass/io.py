@@ -54,6 +54,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     _ensure_parent(target)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp_path, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs are shared folders
     try:
         yield tmp_path
         if target.exists():

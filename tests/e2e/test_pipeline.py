@@ -26,7 +26,8 @@ TINY = {
     "head": {"epochs": 1},
     "finetune": {"epochs": 2, "min_epochs": 1},
     "kfold": {"folds": 2, "head_epochs": 1, "epochs": 1},
-    "evaluate": {"batch_size": 16},
+    "evaluate": {"batch_size": 16, "bootstrap": 50, "gradcam_per_class": 1, "gallery": 4},
+    "export": {"formats": ["pytorch", "torchscript", "onnx"], "latency_runs": 1},
 }
 
 
@@ -56,7 +57,7 @@ def set_params(repo: Path, over: dict) -> None:
 def ran_stages(proc: subprocess.CompletedProcess) -> set[str]:
     text = proc.stdout + proc.stderr
     return {s for s in ("prepare", "split", "verify", "head", "finetune", "evaluate",
-                          "kfold")
+                          "kfold", "export")
             if f"Running stage '{s}'" in text}
 
 
@@ -78,7 +79,7 @@ def repo(tmp_path_factory) -> Path:
     run(dst, "git", "commit", "-qm", "init")
     first = run(dst, "dvc", "repro")
     assert ran_stages(first) == {"prepare", "split", "verify", "head", "finetune", "evaluate",
-                                 "kfold"}
+                                 "kfold", "export"}
     run(dst, "git", "add", "-A")
     run(dst, "git", "commit", "-qm", "first run")
     return dst
@@ -90,7 +91,8 @@ def test_outputs_written(repo):
                 "metrics/head.json", "metrics/finetune.json", "plots/test/predictions.csv",
                 "metrics/verify.json", "plots/verify.md",
                 "metrics/kfold.json", "models/kfold/fold_1.pt", "plots/kfold/predictions.csv",
-                "plots/test/confusion.png", "dvc.lock"):
+                "plots/test/confusion.png", "dvc.lock", "models/calibration.json",
+                "plots/report.html", "models/export/model.onnx", "metrics/export.json"):
         assert (repo / rel).exists(), rel
     test = json.loads((repo / "metrics/test.json").read_text())
     assert 0.0 <= test["accuracy"] <= 1.0 and test["n"] > 0
@@ -112,7 +114,7 @@ def test_finetune_param_reruns_only_downstream(repo):
     proc = run(repo, "dvc", "repro")
     # kfold shares finetune's procedure, so DVC reruns it; its folds use kfold.epochs, so
     # finetune.epochs leaves their fingerprints alone and the finished folds are reused.
-    assert ran_stages(proc) == {"finetune", "evaluate", "kfold"}
+    assert ran_stages(proc) == {"finetune", "evaluate", "kfold", "export"}
     assert "fold 1: finished earlier with these params, skipped" in proc.stdout + proc.stderr
     assert json.loads((repo / "metrics/finetune.json").read_text())["epochs_run"] == 1
     diff = run(repo, "dvc", "metrics", "diff", "--json")
@@ -181,8 +183,10 @@ def test_push_pull_round_trip(repo, tmp_path):
     for rel in ("models/head.pt", "models/model.pt"):
         (repo / rel).unlink()
     shutil.rmtree(repo / "models/kfold")
+    shutil.rmtree(repo / "models/export")
     assert "up to date" not in run(repo, "dvc", "status").stdout
     run(repo, "dvc", "pull")
     assert "up to date" in run(repo, "dvc", "status").stdout
     assert (repo / "models/model.pt").is_file()
     assert (repo / "models/kfold/fold_1.pt").is_file()
+    assert (repo / "models/export/model.onnx").is_file()

@@ -165,6 +165,12 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     return _check_logits(logits) / temperature
 
 
+def calibration_scores(logits: np.ndarray, labels: np.ndarray, n_bins: int = 15
+                       ) -> dict[str, float]:
+    """``{"ece", "mce", "brier", "nll"}`` of ``softmax(logits)``."""
+    return _scores(logits, labels, n_bins)
+
+
 def _scores(logits: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
     probs = softmax(logits)
     return {

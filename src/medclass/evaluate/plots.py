@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,11 +58,13 @@ def write_predictions_csv(
     labels: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> None:
-    """Write ``path,actual,predicted,confidence,prob_<class>...`` atomically.
+    """Write ``path,actual,predicted,confidence,prob_<class>...[,extra...]`` atomically.
 
     ``actual``/``predicted`` hold class names (for DVC's ``confusion`` template);
-    ``confidence`` is the maximum probability; ``prob_*`` columns use sanitised names.
+    ``confidence`` is the maximum probability; ``prob_*`` columns use sanitised names;
+    ``extra`` maps further column names to ``(N,)`` per-image values appended after them.
     """
     p = np.asarray(probs)
     y = np.asarray(labels)
@@ -77,6 +79,11 @@ def write_predictions_csv(
         raise MedclassError(f"labels must lie in [0, {k - 1}], got range [{y.min()}, {y.max()}]")
     header = ["path", "actual", "predicted", "confidence"]
     header += [f"prob_{token}" for token in sanitise_names(class_names)]
+    extras = {name: np.asarray(v) for name, v in (extra or {}).items()}
+    for name, values in extras.items():
+        if values.shape != (p.shape[0],):
+            raise MedclassError(f"column {name} has shape {values.shape}, need ({p.shape[0]},)")
+    header += list(extras)
     names = list(class_names)
     pred = p.argmax(axis=1) if p.shape[0] else np.zeros(0, dtype=int)
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -84,7 +91,25 @@ def write_predictions_csv(
         writer.writerow(header)
         for i in range(p.shape[0]):
             row = [str(paths[i]), names[int(y[i])], names[int(pred[i])], _fmt(p[i].max())]
-            writer.writerow(row + [_fmt(v) for v in p[i]])
+            writer.writerow(row + [_fmt(v) for v in p[i]] + [_fmt(v[i]) for v in extras.values()])
+
+
+def write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[object]]
+) -> None:
+    """Write a CSV atomically; floats get 6 significant digits, ``None`` an empty cell."""
+
+    def cell(v: object) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, (float, np.floating)):
+            return _fmt(v)
+        return str(v)
+
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(list(header))
+        writer.writerows([cell(v) for v in row] for row in rows)
 
 
 def write_roc_csvs(out_dir: str | os.PathLike, roc: dict[str, dict[str, list[float]]]) -> None:

@@ -1,0 +1,36 @@
+"""export: models/model.pt → models/export/ (every selected format) + metrics/export.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medclass.config import Params
+from medclass.export.pipeline import export_checkpoint, write_report
+from medclass.io import load_checkpoint, read_json
+from medclass.stages._common import METRICS_DIR, MODELS_DIR, SPLIT_DIR, run_stage
+from medclass.train.context import load_data
+
+CHECKPOINT = MODELS_DIR / "model.pt"
+CALIBRATION = MODELS_DIR / "calibration.json"  # temperature fitted by the evaluate stage
+TEST_METRICS = METRICS_DIR / "test.json"
+OUT = MODELS_DIR / "export"
+
+
+def _optional_json(path: Path) -> dict[str, Any] | None:
+    return read_json(path) if path.is_file() else None
+
+
+def main(params: Params) -> None:
+    ckpt = load_checkpoint(CHECKPOINT)
+    test = load_data(SPLIT_DIR, ("test",)).splits["test"]
+    report = export_checkpoint(
+        ckpt, test.images[: params.export.parity_batch], params.export, OUT,
+        checkpoint=CHECKPOINT, test_metrics=_optional_json(TEST_METRICS),
+        calibration=_optional_json(CALIBRATION),
+    )
+    write_report(METRICS_DIR / "export.json", report)
+
+
+if __name__ == "__main__":
+    run_stage("export", main)
