@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install -e '.[all]'
+	$(BIN)/python -m pip install -c constraints.txt -e '.[all]'
 
 repro: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
