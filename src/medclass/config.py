@@ -66,14 +66,32 @@ class TrainParams(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     grad_clip: float | None = Field(default=1.0, gt=0.0)
     accum_steps: int = Field(default=1, ge=1)
-    amp: bool = True
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto"] | bool = "auto"
+    compile: bool = False
+    pin_memory: Literal["auto"] | bool = "auto"
+    log_every: int = Field(default=50, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
+    nproc_per_node: int = Field(default=1, ge=1, le=1024)
+    nnodes: int = Field(default=1, ge=1, le=4096)
+    rdzv_endpoint: str = Field(default="localhost:0", pattern=r"^[^\s:]+:\d+$")
     pretrained: str = "none"
     drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     model_kwargs: dict[str, Any] = {}
     progress: bool = True
 
+
+    @model_validator(mode="after")
+    def _batches_split_over_processes(self) -> TrainParams:
+        world = self.nproc_per_node * self.nnodes
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) % world:
+                raise ValueError(
+                    f"{key}={getattr(self, key)} is the global batch and must divide evenly over "
+                    f"nproc_per_node x nnodes = {world} processes"
+                )
+        return self
 
 class HeadParams(_Strict):
     """Stage 1: train the classifier head (see README for from-scratch backbones)."""

@@ -152,25 +152,40 @@ def test_exp_run_with_set_param_and_show(repo):
     assert not json.loads(plots.stdout).get("errors")
 
 
-def _hydra(value) -> str:
-    """A Python value in Hydra's override syntax (what `dvc exp run -S` parses)."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_hydra(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_hydra(v) for v in value) + "]"
-    return str(value)
+def test_queued_backbone_sweep_and_compare(repo):
+    """`dvc exp run --queue` with a choice sweep, `dvc queue start`, then compare the runs."""
+    import time
 
-
-@pytest.mark.parametrize("model", ["coatnet"])
-def test_exp_run_other_backbones(repo, model):
-    from medclass.models.checks import TINY_KWARGS
-
-    kwargs = _hydra(TINY_KWARGS[model])
-    run(repo, "dvc", "exp", "run", "-n", f"exp-{model}", "-S", f"model={model}",
-        "-S", f"++train.model_kwargs={kwargs}")  # ++: replace the whole (empty) mapping
-    test = json.loads((repo / "metrics/test.json").read_text())
-    assert test["model"] == model and 0.0 <= test["accuracy"] <= 1.0
-    assert f"exp-{model}" in run(repo, "dvc", "exp", "show", "--json").stdout
+    run(repo, "dvc", "exp", "run", "--queue", "-S", "model=simple_cnn,small_resnet",
+        "-S", "verify.models=selected")
+    assert run(repo, "dvc", "queue", "status").stdout.count("Queued") == 2
+    run(repo, "dvc", "queue", "start", "-j", "1")
+    started = time.monotonic()
+    deadline, restarts = started + 900, 0
+    while time.monotonic() < deadline:
+        status = run(repo, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        idle = "Running" not in status and "0 active, 0 idle" in status
+        if idle and restarts < 2 and time.monotonic() - started > 30:
+            # DVC's celery worker can die on a half-written kombu message between two
+            # experiments (treeverse/dvc#10428); the rest stays queued: start it again
+            run(repo, "dvc", "queue", "start", "-j", "1")
+            started, restarts = time.monotonic(), restarts + 1
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)
+    runs = [e for commit in shown for e in (commit.get("experiments") or [])]
+    models = {}
+    for exp in runs:
+        for rev in exp.get("revs", []):
+            params = rev["data"]["params"]["params.yaml"]["data"]
+            metrics = rev["data"]["metrics"]["metrics/test.json"]["data"]
+            models[params["model"]] = (rev["name"], metrics["accuracy"])
+    assert {"simple_cnn", "small_resnet"} <= set(models)
+    names = [models[m][0] for m in ("simple_cnn", "small_resnet")]
+    diff = run(repo, "dvc", "exp", "diff", *names, "--json").stdout
+    assert "model" in diff and "accuracy" in diff
 
 
 def test_push_pull_round_trip(repo, tmp_path):

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 class CachedDataset(Dataset):
@@ -66,14 +66,31 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
-    """DataLoader that fetches whole batches from the cache (no per-image decode or collate)."""
-    sampler = EpochSampler(len(dataset), seed, shuffle)
+    """DataLoader that fetches whole batches from the cache (no per-image decode or collate).
+
+    ``shard=(rank, world)``: a ``DistributedSampler`` shard for DDP, with ``batch_size`` (the
+    global batch) split over the ranks. Its shuffle draws the same ``randperm(seed + epoch)`` as
+    ``EpochSampler`` and rank r takes items r, r+W, …, so the ranks' shards of step i together
+    are exactly the single-process batch i.
+    """
+    sampler: Sampler[int]
+    if shard is not None and shard[1] > 1:
+        rank, world = shard
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        batch_size //= world
+        # training drops the ragged tail (like the single-process loader); evaluation pads it
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle,
+                                     seed=seed, drop_last=drop_last)
+    else:
+        sampler = EpochSampler(len(dataset), seed, shuffle)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        drop_last=drop_last and len(dataset) > batch_size,
+        drop_last=drop_last and len(sampler) > batch_size,
         collate_fn=_as_batch,
         num_workers=num_workers,
         pin_memory=pin_memory,
@@ -98,20 +115,32 @@ class BatchTransform:
         self.augment = augment
 
     def __call__(
-        self, x: torch.Tensor, *, train: bool, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        train: bool,
+        generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> torch.Tensor:
+        """Normalise (and augment when ``train``); ``shard=(rank, world)`` for a DDP shard."""
         x = x.float().div_(255.0)
         if train and self.augment == "light":
-            x = self._light(x, generator)
+            x = self._light(x, generator, shard)
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (x - mean) / std
 
     @staticmethod
-    def _light(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+    def _light(
+        x: torch.Tensor, g: torch.Generator | None, shard: tuple[int, int] = (0, 1)
+    ) -> torch.Tensor:
         n = x.shape[0]
+        rank, world = shard
 
         def uniform(lo: float, hi: float) -> torch.Tensor:
-            return torch.rand(n, generator=g).to(x.device) * (hi - lo) + lo
+            # draw for the whole global batch, keep this shard's samples (items rank::world):
+            # every rank then augments its images exactly as a single process would
+            u = torch.rand(n * world, generator=g)[rank::world]
+            return u.to(x.device) * (hi - lo) + lo
 
         angle = uniform(-10.0, 10.0) * (math.pi / 180.0)
         scale = uniform(0.9, 1.1)

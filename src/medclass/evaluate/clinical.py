@@ -222,7 +222,7 @@ def evaluate_model(
         mc_stack = mc_dropout_probs(
             model, loader, cfg_e.mc_dropout_passes, device, seed=params.seed,
             transform=functools.partial(transform, train=False),
-            amp_dtype=amp_dtype(device, params.train.amp))
+            amp_dtype=amp_dtype(device, params.train.precision))
     unc, scores = uncertainty_section(probs, labels, mc_stack)
     cis = ci_section(probs, labels, cfg_e.bootstrap, cfg_e.ci, params.seed)
 

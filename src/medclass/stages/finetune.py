@@ -13,6 +13,7 @@ from medclass.stages._common import (
     SPLIT_DIR,
     run_stage,
 )
+from medclass.stages._dist import dist_session
 from medclass.train.context import (
     build_model,
     fingerprint,
@@ -27,6 +28,11 @@ HEAD_CKPT = MODELS_DIR / "head.pt"
 
 
 def main(params: Params) -> None:
+    with dist_session(params) as dist:
+        _run(params, dist.is_main)
+
+
+def _run(params: Params, write_metrics: bool) -> None:
     seed_everything(params.seed, params.train.deterministic)
     data = load_data(SPLIT_DIR)
     ckpt = load_checkpoint(HEAD_CKPT)
@@ -46,7 +52,8 @@ def main(params: Params) -> None:
                                   PLOTS_DIR / "finetune"),
                   fingerprint=fp)
     summary.pop("phase")
-    write_json(METRICS_DIR / "finetune.json", summary)
+    if write_metrics:
+        write_json(METRICS_DIR / "finetune.json", summary)
 
 
 if __name__ == "__main__":

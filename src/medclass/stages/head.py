@@ -12,6 +12,7 @@ from medclass.stages._common import (
     SPLIT_DIR,
     run_stage,
 )
+from medclass.stages._dist import dist_session
 from medclass.train.context import (
     build_model,
     check_image_size,
@@ -26,6 +27,11 @@ from medclass.train.phases import resolve_head_mode as resolve_mode
 
 
 def main(params: Params) -> None:
+    with dist_session(params) as dist:
+        _run(params, dist.is_main)
+
+
+def _run(params: Params, write_metrics: bool) -> None:
     check_image_size(params.model, params.data.image_size)
     seed_everything(params.seed, params.train.deterministic)
     data = load_data(SPLIT_DIR)
@@ -40,7 +46,8 @@ def main(params: Params) -> None:
                                   PLOTS_DIR / "head"),
                   fingerprint=fp)
     summary.pop("phase")
-    write_json(METRICS_DIR / "head.json", {"mode": mode, **summary})
+    if write_metrics:
+        write_json(METRICS_DIR / "head.json", {"mode": mode, **summary})
 
 
 if __name__ == "__main__":

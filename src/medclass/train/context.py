@@ -69,11 +69,32 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device("cuda")
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 autocast on CUDA when supported, else fp16; CPU training stays fp32 (reproducible)."""
-    if not enabled or device.type != "cuda":
+def amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """Autocast dtype for ``train.precision`` (None = fp32).
+
+    ``auto``: bf16 on CUDA (fp16 where the GPU lacks bf16), fp32 on CPU (bit-reproducible
+    default). ``bf16`` also runs on CPU (fast on CPUs with AVX-512 BF16 or AMX); ``fp16`` is
+    CUDA-only (it needs a GradScaler, which the CPU path does not use).
+    """
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise MedclassError(
+                "train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.float16
+    if precision == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise MedclassError("train.precision: this GPU has no bf16 support; use fp16 or auto")
+        return torch.bfloat16
+    if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def use_channels_last(setting: str | bool, dtype: torch.dtype | None) -> bool:
+    """``train.channels_last``: ``auto`` turns NHWC on with bf16/fp16 autocast."""
+    return dtype is not None if setting == "auto" else bool(setting)
 
 
 def check_image_size(model_name: str, image_size: int) -> None:

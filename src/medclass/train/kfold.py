@@ -32,6 +32,7 @@ from medclass.evaluate.ensemble import ensemble_probs, member_variance, mutual_i
 from medclass.evaluate.metrics import summary_metrics
 from medclass.evaluate.plots import sanitise_names
 from medclass.io import atomic_path, load_checkpoint, read_json, write_json
+from medclass.train import distributed
 from medclass.train.context import (
     DataBundle,
     build_model,
@@ -43,6 +44,7 @@ from medclass.train.context import (
     resolve_device,
     seed_everything,
 )
+from medclass.train.distributed import is_main
 from medclass.train.engine import StepConfig, predict_logits
 from medclass.train.loop import Outputs, _open_live, fit
 from medclass.train.phases import finetune_phase, head_phase, resolve_head_mode
@@ -148,14 +150,18 @@ def train_fold(
         done = {}
     if done.get("fingerprint") == fold_fp and paths.best(fold).is_file():
         log.info("fold %d: finished earlier with these params, skipped", fold)
-        for name, out in (("head", head_out), ("finetune", tune_out)):
-            _replay(out.live_dir, done["history"][name])
+        if is_main():
+            for name, out in (("head", head_out), ("finetune", tune_out)):
+                _replay(out.live_dir, done["history"][name])
         return done
-    paths.done(fold).unlink(missing_ok=True)
+    distributed.barrier()  # every rank has read the marker before rank 0 removes it
+    if is_main():
+        paths.done(fold).unlink(missing_ok=True)
     meta = {**model_meta(params, data), "fold": fold, "folds": kf.folds}
     if _phase_done(head_out, head_fp):
         log.info("fold %d: head phase finished earlier, reused", fold)
-        _replay(head_out.live_dir, _history(head_out.last))
+        if is_main():
+            _replay(head_out.live_dir, _history(head_out.last))
     else:
         seed_everything(seed, params.train.deterministic)
         model = build_model(params, len(data.classes), data.in_chans)
@@ -171,9 +177,11 @@ def train_fold(
         "fingerprint": fold_fp, "fold": fold, "head_mode": mode, **summary,
         "history": {"head": _history(head_out.last), "finetune": _history(tune_out.last)},
     }
-    write_json(paths.done(fold), record)
-    for p in (head_out.best, head_out.last, tune_out.last):  # only needed to resume the fold
-        p.unlink(missing_ok=True)
+    if is_main():
+        write_json(paths.done(fold), record)
+        for p in (head_out.best, head_out.last, tune_out.last):  # only needed to resume a fold
+            p.unlink(missing_ok=True)
+    distributed.barrier()
     return record
 
 
@@ -250,7 +258,9 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
     parts = [train.images, val.images]
     labels = np.concatenate([train.labels, val.labels])
     folds = make_folds(labels, kf.folds, params.seed, data.classes)
-    _remove_stale(paths, kf.folds)
+    if is_main():
+        _remove_stale(paths, kf.folds)
+    distributed.barrier()
     shared = fingerprint("kfold", params.model, params.seed, params.train.model_dump(mode="json"),
                          kf.folds, files=(split_dir / "stats.json", split_dir / "manifest.csv"))
     records = []
@@ -261,6 +271,8 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
         log.info("fold %d/%d: %d train, %d val images", i + 1, kf.folds, len(tr), len(va))
         base_fp = fingerprint(shared, i, va.tolist())
         records.append(train_fold(params, bundle, i, base_fp, paths))
+    if not is_main():  # the fold models are trained; rank 0 alone evaluates and writes
+        return {}
 
     cfg = StepConfig(resolve_device(params.train.device), progress=params.train.progress)
     bs = params.train.eval_batch_size

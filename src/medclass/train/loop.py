@@ -16,8 +16,9 @@ from medclass.config import TrainParams
 from medclass.data.dataset import BatchTransform, make_loader
 from medclass.evaluate.metrics import summary_metrics
 from medclass.io import load_checkpoint, save_checkpoint
-from medclass.train.context import DataBundle, amp_dtype, resolve_device
-from medclass.train.engine import StepConfig, predict_logits, train_one_epoch
+from medclass.train import distributed
+from medclass.train.context import DataBundle, amp_dtype, resolve_device, use_channels_last
+from medclass.train.engine import StepConfig, place_model, predict_logits, train_one_epoch
 from medclass.train.losses import build_criterion
 from medclass.train.optim import build_optimizer, build_scheduler
 
@@ -124,21 +125,31 @@ def fit(
 ) -> dict[str, Any]:
     """Train ``model`` for ``phase``; writes best and last checkpoints; returns a summary."""
     device = resolve_device(train.device)
-    model.to(device)
+    dist_info = distributed.info()
+    if device.type == "cuda" and dist_info.enabled:
+        device = torch.device("cuda", torch.cuda.current_device())
     frozen = phase.backbone_lr is None
     if frozen:
         head_ids = {id(p) for p in model.get_classifier().parameters()}
         for p in model.parameters():
             p.requires_grad_(id(p) in head_ids)
-    cfg = StepConfig(device, amp_dtype(device, train.amp), train.accum_steps, train.grad_clip,
-                     frozen, train.progress)
+    dtype = amp_dtype(device, train.precision)
+    cfg = StepConfig(device, dtype, train.accum_steps, train.grad_clip, frozen,
+                     train.progress and dist_info.is_main,
+                     channels_last=use_channels_last(train.channels_last, dtype),
+                     log_every=train.log_every)
+    place_model(model, cfg)
+    net = _wrap(model, train, dist_info)
     transform = BatchTransform(data.stats["mean"], data.stats["std"], train.augment)
     train_ds, val_ds = data.splits["train"], data.splits["val"]
-    pin = device.type == "cuda"
+    shard = (dist_info.rank, dist_info.world_size) if dist_info.enabled else None
+    pin = device.type == "cuda" if train.pin_memory == "auto" else bool(train.pin_memory)
     train_loader = make_loader(train_ds, train.batch_size, shuffle=True, seed=seed,
-                               num_workers=train.num_workers, pin_memory=pin, drop_last=True)
+                               num_workers=train.num_workers, pin_memory=pin, drop_last=True,
+                               shard=shard)
     val_loader = make_loader(val_ds, train.eval_batch_size, shuffle=False,
-                             num_workers=train.num_workers, pin_memory=pin)
+                             num_workers=train.num_workers, pin_memory=pin,
+                             shard=shard)
     criterion = build_criterion(train_ds.labels, len(data.classes),
                                 weights_mode=train.class_weights,
                                 label_smoothing=train.label_smoothing).to(device)
@@ -168,45 +179,53 @@ def fit(
         start_epoch = resume["epoch"] + 1
         log.warning("%s: resuming after epoch %d from %s", phase.name, start_epoch, outputs.last)
 
-    live = _open_live(outputs.live_dir, history)
+    main = dist_info.is_main  # only global rank 0 writes checkpoints and logs
+    live = _open_live(outputs.live_dir, history) if main else None
     t0 = time.perf_counter()
     for epoch in range(start_epoch, phase.epochs):
         train_loader.sampler.set_epoch(epoch)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        tr = train_one_epoch(model, train_loader, transform, criterion, optimizer, scheduler, cfg,
+        tr = train_one_epoch(net, train_loader, transform, criterion, optimizer, scheduler, cfg,
                              generator=gen, scaler=scaler, desc=f"{phase.name} {epoch + 1}")
-        logits, labels = predict_logits(model, val_loader, transform, cfg, desc="val")
+        logits, labels = predict_logits(net, val_loader, transform, cfg, desc="val")
         probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
         val = summary_metrics(probs, labels)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
                "val_loss": val["loss"], "val_acc": val["accuracy"], "val_auc": val["auc"],
                "val_f1": val["f1_macro"], "lr_head": optimizer.param_groups[0]["lr"]}
         history.append(row)
-        _log_row(live, row)
+        if live is not None:
+            _log_row(live, row)
         improved, stop = stopper.step(epoch, row[phase.monitor])
         if improved:
             best_state = copy.deepcopy(model.state_dict())
-            save_checkpoint(outputs.best, {"model": best_state, "meta": {**meta, "epoch": epoch}})
+            if main:
+                save_checkpoint(outputs.best, {"model": best_state,
+                                               "meta": {**meta, "epoch": epoch}})
         stopped_early = stop and epoch + 1 < phase.epochs
-        save_checkpoint(outputs.last, {
-            "fingerprint": fingerprint, "epoch": epoch,
-            "complete": stop or epoch + 1 == phase.epochs,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-            "rng": torch.get_rng_state(), "early_stop": stopper.state_dict(),
-            "history": history, "best_model": best_state,
-        })
+        if main:
+            save_checkpoint(outputs.last, {
+                "fingerprint": fingerprint, "epoch": epoch,
+                "complete": stop or epoch + 1 == phase.epochs,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler else None,
+                "rng": torch.get_rng_state(), "early_stop": stopper.state_dict(),
+                "history": history, "best_model": best_state,
+            })
         log.info("%s epoch %d: %s", phase.name, epoch + 1,
                  ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
         if stop:
             break
-    live.end()
     best_epoch = stopper.best_epoch
-    # Always (re)write the best weights: a resumed run may not improve, and zero epochs keep the
-    # initial (pretrained or random) weights.
-    save_checkpoint(outputs.best, {"model": best_state, "meta": {**meta, "epoch": best_epoch}})
-    if not history:
-        _mark_complete(outputs.last, fingerprint)
+    if main:
+        live.end()
+        # Always (re)write the best weights: a resumed run may not improve, and zero epochs
+        # keep the initial (pretrained or random) weights.
+        save_checkpoint(outputs.best, {"model": best_state, "meta": {**meta, "epoch": best_epoch}})
+        if not history:
+            _mark_complete(outputs.last, fingerprint)
+    distributed.barrier()  # outputs are on disk before any rank reads them
     best_row = next((r for r in history if r["epoch"] == best_epoch), {})
     log.info("%s: %d epochs in %.1fs", phase.name, len(history), time.perf_counter() - t0)
     return {
@@ -219,6 +238,21 @@ def fit(
         "final_train_acc": history[-1]["train_acc"] if history else None,
         "phase": asdict(phase),
     }
+
+
+def _wrap(model: nn.Module, train: TrainParams, d: distributed.DistInfo) -> nn.Module:
+    """DistributedDataParallel across ranks and/or ``torch.compile``; ``model`` stays the
+    plain module whose ``state_dict`` goes into checkpoints."""
+    net = model
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        on_gpu = next(model.parameters()).is_cuda
+        net = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
+                                      if on_gpu else None)
+    if train.compile:
+        net = torch.compile(net)
+    return net
 
 
 def _load_resume(path: Path, fingerprint: str) -> dict[str, Any] | None:

@@ -51,7 +51,9 @@ def build_optimizer(
         if no_decay:
             param_groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr,
                                  "weight_decay": 0.0})
-    return torch.optim.AdamW(param_groups)
+    # fused kernel (one launch for all parameters) when everything trains on the GPU
+    on_gpu = bool(param_groups) and all(p.is_cuda for g in param_groups for p in g["params"])
+    return torch.optim.AdamW(param_groups, fused=True if on_gpu else None)
 
 
 def build_scheduler(
