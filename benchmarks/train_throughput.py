@@ -1,6 +1,6 @@
 """Training throughput of our pipeline vs a plain torchvision loop, on the same PNGs.
 
-    python benchmarks/train_throughput.py            # full run (about 45 min on a busy 2-core VM)
+    python benchmarks/train_throughput.py            # full run (about 20 min on an idle 2-core VM)
     python benchmarks/train_throughput.py --quick    # smoke run (a few images, 1 epoch)
 
 Ours: decode-once uint8 cache (built once, timed apart as ``ours_cache_s``), ``make_loader``,
@@ -10,6 +10,11 @@ epoch, fp32, ``loss.item()`` every step. Both: same model and initial weights, A
 cosine LR, label smoothing, batch size, epochs. img/s includes data loading (median over epochs;
 the loops alternate epoch by epoch, swapping who goes first). Accuracy: both models through
 ``predict_logits`` (fp32) on the cached val split.
+
+The hardware limit is measured too: ``*_compute_img_s`` times the bare model step (forward,
+backward, AdamW) on a ready-made batch, bf16 + channels_last for ours and fp32 for the
+reference, so ``compute_ratio`` is the most any data path could gain with that precision and
+``ours_of_compute`` is how close our whole epoch gets to it.
 """
 
 from __future__ import annotations
@@ -157,6 +162,30 @@ class Reference:
         return time.perf_counter() - t0
 
 
+def compute_rate(name: str, n_classes: int, size: int, batch: int, seed: int, bf16: bool,
+                 steps: int = 3) -> float:
+    """img/s of bare training steps (no data path) after one warm-up step."""
+    model = fresh_model(name, n_classes, seed).train()
+    cfg = StepConfig(CPU, amp_dtype=torch.bfloat16 if bf16 else None, channels_last=bf16)
+    model = place_model(model, cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 1, size, size, generator=gen)
+    x = x.contiguous(memory_format=torch.channels_last) if bf16 else x
+    y = torch.randint(0, n_classes, (batch,), generator=gen)
+    crit = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING)
+    secs = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = crit(model(x).float(), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        secs.append(time.perf_counter() - t0)
+    return batch / statistics.median(secs[1:])
+
+
 def warm_up(runner: Ours | Reference, images: int, batch: int) -> None:
     """Train a throwaway deep copy on ``images`` images (oneDNN primitives, allocator)."""
     clone = copy.deepcopy(runner)
@@ -192,7 +221,7 @@ def run_size(size: int, args: argparse.Namespace, arrays: Arrays, classes: list[
     cache_s = time.perf_counter() - t0
     epochs = max(args.epochs, args.acc_epochs[size])
     out = []
-    for name in args.models:
+    for name in args.models_large if size >= 128 else args.models_small:
         ours = Ours(fresh_model(name, len(classes), args.seed), tmp / f"cache{size}", stats,
                     args.batch_size, args.seed, epochs)
         ref = Reference(fresh_model(name, len(classes), args.seed), tree / "train", stats,
@@ -222,6 +251,13 @@ def run_size(size: int, args: argparse.Namespace, arrays: Arrays, classes: list[
             "ours_cache_s": round(cache_s, 2), "ours_last_train_loss": round(ours.last_loss, 4),
             "reference_last_train_loss": round(ref.last_loss, 4), "loadavg_per_epoch": load,
         })
+        for key, bf16 in (("ours", True), ("reference", False)):
+            batch = min(args.batch_size, ours.n)
+            out[-1][f"{key}_compute_img_s"] = round(
+                compute_rate(name, len(classes), size, batch, args.seed, bf16), 2)
+        out[-1]["compute_ratio"] = round(
+            out[-1]["ours_compute_img_s"] / out[-1]["reference_compute_img_s"], 2)
+        out[-1]["ours_of_compute"] = round(ours_ips / out[-1]["ours_compute_img_s"], 2)
         print(f"  -> {out[-1]}", flush=True)
     return out
 
@@ -229,7 +265,8 @@ def run_size(size: int, args: argparse.Namespace, arrays: Arrays, classes: list[
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The results table (img/s are medians over epochs; ratio = ours / reference)."""
     cols = ("model", "image_size", "epochs", "ours_img_s", "reference_img_s", "ratio",
-            "ours_val_acc", "reference_val_acc", "ours_cache_s")
+            "compute_ratio", "ours_of_compute", "ours_val_acc", "reference_val_acc",
+            "ours_cache_s")
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     return "\n".join(lines + ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows])
 
@@ -237,9 +274,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def parse_args() -> argparse.Namespace:
     fmt = argparse.RawDescriptionHelpFormatter
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
-    ap.add_argument("--models", nargs="+", default=["small_resnet", "simple_cnn"])
+    ap.add_argument("--models-small", nargs="+", default=["resnet18_cifar", "small_resnet"],
+                    help="models run at sizes < 128 px")
+    ap.add_argument("--models-large", nargs="+", default=["timm/resnet18", "small_resnet"],
+                    help="models run at sizes >= 128 px")
     ap.add_argument("--sizes", nargs="+", type=int, default=[28, 224])
-    ap.add_argument("--train-images", type=int, default=2048, help="train images, 28 px")
+    ap.add_argument("--train-images", type=int, default=1024, help="train images, 28 px")
     ap.add_argument("--train-images-224", type=int, default=256, help="train images, 224 px")
     ap.add_argument("--val-images", type=int, default=512, help="val images, 28 px")
     ap.add_argument("--val-images-224", type=int, default=128, help="val images, 224 px")

@@ -42,8 +42,20 @@ def test_repo_params_yaml_lists_every_default_key():
         ({"data": {"source": "ftp"}}, "data.source"),
         ({"model": "resnet_mishh"}, "unknown backbone"),
         ({"model": "timm/resnet1800"}, "unknown timm backbone"),
-        ({"evaluate": {"mc_dropout_passes": 1}}, "evaluate: Input Value error, "
-                                                 "mc_dropout_passes: use 0 (off)"),
+        ({"evaluate": {"mc_dropout_passes": 1}}, "evaluate: mc_dropout_passes: use 0 (off)"),
+        ({"finetune": {"lr": 0}}, "finetune.lr: Input should be greater than 0 (got 0)"),
+        ({"head": {"lr": -0.001}}, "head.lr: Input should be greater than 0 (got -0.001)"),
+        ({"export": {"formats": ["onnx", "keras"]}},
+         "export.formats: unknown format 'keras'; use all or a list of: pytorch, torchscript, "
+         "onnx, tflite, coreml, tensorrt"),
+        ({"export": {"formats": ["onxx"]}}, "unknown format 'onxx'; did you mean onnx?"),
+        ({"export": {"formats": "onnx"}}, "export.formats: a single format must be a list: "
+                                          "[onnx] (or all)"),
+        ({"export": {"formats": "everything"}}, "unknown format 'everything'; use all or a list"),
+        ({"data": {"image_size": 8}, "model": "deit"},
+         "data.image_size: 8 px is below deit's minimum of 16 px; set data.image_size >= 16"),
+        ({"data": {"image_size": 16}, "model": "timm/resnet18"},
+         "data.image_size: 16 px is below timm/resnet18's minimum of 32 px"),
         ({"evaluate": {"embedding": "umap"}}, "evaluate.embedding"),
         ({"evaluate": {"ci": 1.0}}, "evaluate.ci"),
     ],
@@ -54,6 +66,11 @@ def test_bad_params_give_one_line_naming_the_key(override, needle):
     msg = str(err.value)
     assert needle in msg
     assert "\n" not in msg
+
+
+def test_image_size_at_the_backbone_minimum_is_accepted():
+    assert parse_params({"model": "deit", "data": {"image_size": 16}}).data.image_size == 16
+    assert parse_params({"model": "simple_cnn", "data": {"image_size": 8}}).model == "simple_cnn"
 
 
 def test_unknown_model_suggests_close_matches():

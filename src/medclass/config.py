@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from medclass.errors import MedclassError
 
@@ -38,15 +46,29 @@ class DataParams(_Strict):
     class_names: list[str] | None = None
     image_size: int = Field(default=32, ge=8, le=2048)
     channels: Literal["auto", 1, 3] = "auto"
+    metadata: str | None = Field(default="metadata.csv", min_length=1)
     synthetic: SyntheticParams = SyntheticParams()
+
+    @model_validator(mode="after")
+    def _metadata_inside_data_path(self) -> DataParams:
+        meta = self.metadata
+        if meta is not None and (
+            Path(meta).is_absolute() or meta.startswith(("/", "\\")) or ".." in Path(meta).parts
+        ):
+            raise ValueError(
+                f"metadata must be a path relative to data.path, inside it (got {meta!r})"
+            )
+        return self
 
 
 class SplitParams(_Strict):
-    """Stratified train/val/test split."""
+    """Stratified train/val/test split; duplicates and ``group_by`` groups stay in one split."""
 
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     use_predefined: bool = True
+    near_duplicate_distance: int | None = Field(default=8, ge=0, le=64)
+    group_by: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _fractions_leave_train(self) -> SplitParams:
@@ -71,6 +93,7 @@ class TrainParams(_Strict):
     compile: bool = False
     pin_memory: Literal["auto"] | bool = "auto"
     log_every: int = Field(default=50, ge=1)
+    nonfinite_skip: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = True
     nproc_per_node: int = Field(default=1, ge=1, le=1024)
@@ -175,6 +198,25 @@ class ExportParams(_Strict):
     onnxslim: bool = False
     tensorrt_fp16: bool = True
 
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _known_formats(cls, value: Any) -> Any:
+        """Name the unknown format, its close matches and the valid choices in one line."""
+        known = get_args(ExportFormat)
+        if isinstance(value, str) and value in known:
+            raise ValueError(f"a single format must be a list: [{value}] (or all)")
+        names = [value] if isinstance(value, str) and value != "all" else value
+        if not isinstance(names, list):
+            return value  # "all" or not a list: pydantic's own checks
+        for name in names:
+            if isinstance(name, str) and name not in known:
+                close = difflib.get_close_matches(name.lower(), known, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                raise ValueError(
+                    f"unknown format {name!r}; {hint}use all or a list of: " + ", ".join(known)
+                )
+        return value
+
     @model_validator(mode="after")
     def _formats_listed_once(self) -> ExportParams:
         if isinstance(self.formats, list):
@@ -215,6 +257,8 @@ def _format_error(err: ValidationError, source: str) -> str:
     first = same[0]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check spelling; see README 'Params')"
+    elif first["type"] == "value_error":  # our validators' own message already names the fix
+        msg = first["msg"].removeprefix("Value error, ")
     else:
         msgs = list(dict.fromkeys(e["msg"].removeprefix("Input ") for e in same))
         msg = "Input " + ", or ".join(msgs)
@@ -233,9 +277,15 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise MedclassError(_format_error(err, source)) from None
-    from medclass.models.registry import check_model_name
+    from medclass.models.registry import check_model_name, get_spec
 
     check_model_name(params.model)
+    min_size = get_spec(params.model).min_size
+    if params.data.image_size < min_size:
+        raise MedclassError(
+            f"{source}: data.image_size: {params.data.image_size} px is below {params.model}'s "
+            f"minimum of {min_size} px; set data.image_size >= {min_size} or pick another model"
+        )
     return params
 
 

@@ -3,13 +3,18 @@
 Training memory-maps these arrays and never touches image files. Resizing squashes to
 ``image_size x image_size`` (aspect ratio is not kept) with ``Image.Resampling.BILINEAR``;
 Pillow widens the filter support when downscaling, so reductions are antialiased.
+
+The split stage decodes every raw image once (:func:`decode_images`, in listing order, into a
+scratch array), fingerprinting each full-resolution image on the way for duplicate detection;
+after the split it copies the rows of each split into place (:func:`write_split_cache`).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +27,8 @@ from medclass.errors import MedclassError
 from medclass.io import atomic_path
 
 ChannelSetting = Literal["auto", 1, 3]
+Inspect = Callable[[Image.Image, bytes], Any]
+SCRATCH_FILE = ".decoded.npy"
 _MODES = ("L", "RGB")
 _BATCH = 256
 _STATS_CHUNK_BYTES = 64 * 2**20
@@ -54,20 +61,33 @@ def _read_mode(path: Path) -> str:
     return mode
 
 
-def _decode(path: Path, size: int, channels: int) -> np.ndarray:
-    """Decode one PNG to a uint8 (C, size, size) array."""
+def _decode_one(
+    path: Path, size: int, channels: int, inspect: Inspect | None = None
+) -> tuple[np.ndarray, Any]:
+    """Decode one PNG to a uint8 (C, size, size) array, plus ``inspect``'s result (or None)
+    on the full-resolution decoded image and the file's bytes: one read, one decode."""
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes() if inspect is not None else None
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             if im.mode not in _MODES:
                 raise MedclassError(
                     f"{path} has mode {im.mode!r}, expected 'L' or 'RGB'; {_RERUN_PREPARE}"
                 )
+            info = None
+            if inspect is not None and data is not None:
+                im.load()
+                info = inspect(im, data)
             im = im.convert("L" if channels == 1 else "RGB")  # L->RGB repeats the gray
             im = im.resize((size, size), Image.Resampling.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise _bad_image(path, exc) from exc
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), info
+
+
+def _decode(path: Path, size: int, channels: int) -> np.ndarray:
+    """Decode one PNG to a uint8 (C, size, size) array."""
+    return _decode_one(path, size, channels)[0]
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
@@ -80,23 +100,53 @@ def _workers() -> int:
     return min(16, (os.cpu_count() or 1) + 2)
 
 
-def _write_split(
-    path: Path, files: Sequence[Path], size: int, channels: int, pool: ThreadPoolExecutor
-) -> None:
-    """Decode ``files`` in order into a uint8 (N, C, size, size) ``.npy`` written atomically."""
-    shape = (len(files), channels, size, size)
+def decode_images(
+    files: Sequence[Path],
+    image_size: int,
+    channels: ChannelSetting | int | str,
+    out_path: Path,
+    inspect: Inspect | None = None,
+) -> tuple[int, list[Any]]:
+    """Decode every file once, in list order, into a uint8 (N, C, size, size) ``.npy`` at
+    ``out_path`` (written atomically); return the channel count and, per file, what
+    ``inspect(full-resolution image, file bytes)`` returned (None without ``inspect``)."""
+    infos: list[Any] = []
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        modes = list(pool.map(_read_mode, files)) if channels == "auto" else []
+        n_channels = resolve_channels(channels, modes)
+        shape = (len(files), n_channels, image_size, image_size)
+        with atomic_path(out_path) as tmp:
+            if not files:
+                _save(tmp, np.zeros(shape, dtype=np.uint8))
+                return n_channels, infos
+            decode = functools.partial(
+                _decode_one, size=image_size, channels=n_channels, inspect=inspect
+            )
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            try:
+                for start in range(0, len(files), _BATCH):
+                    # pool.map yields in input order, so the output order is deterministic.
+                    for i, (arr, info) in enumerate(pool.map(decode, files[start:start + _BATCH])):
+                        out[start + i] = arr
+                        infos.append(info)
+                out.flush()
+            finally:
+                del out
+    return n_channels, infos
+
+
+def _copy_rows(path: Path, images: np.ndarray, index: np.ndarray) -> None:
+    """Write ``images[index]`` (chunked, so never all in memory) as an ``.npy`` atomically."""
+    shape = (len(index), *images.shape[1:])
     with atomic_path(path) as tmp:
-        if not files:
+        if not len(index):
             _save(tmp, np.zeros(shape, dtype=np.uint8))
             return
-        decode = functools.partial(_decode, size=size, channels=channels)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         try:
-            for start in range(0, len(files), _BATCH):
-                batch = files[start : start + _BATCH]
-                # pool.map yields in input order, so the output order is deterministic.
-                for i, arr in enumerate(pool.map(decode, batch)):
-                    out[start + i] = arr
+            for start in range(0, len(index), _BATCH):
+                sel = index[start : start + _BATCH]
+                out[start : start + len(sel)] = images[sel]
             out.flush()
         finally:
             del out
@@ -124,6 +174,50 @@ def channel_mean_std(images: np.ndarray) -> tuple[list[float], list[float]]:
     return [float(v) for v in mean], [float(v) for v in std]
 
 
+def _check_rows(rows: list[ManifestRow], classes: list[str]) -> None:
+    for r in rows:
+        if not (0 <= r.label < len(classes)) or classes[r.label] != r.class_name:
+            raise MedclassError(
+                f"manifest row {r.path!r} (label {r.label}, {r.class_name!r}) does not match "
+                "classes.json; rerun `dvc repro split`"
+            )
+
+
+def write_split_cache(
+    images: np.ndarray,
+    index: Mapping[str, int],
+    rows: list[ManifestRow],
+    classes: list[str],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Copy already decoded ``images`` (uint8 NCHW, row ``index[path]`` per image) into
+    ``out_dir/{split}_images.npy`` / ``_labels.npy`` in manifest order; return the stats."""
+    out_dir = Path(out_dir)
+    _check_rows(rows, classes)
+    by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
+    for split, split_rows in by_split.items():
+        idx = np.array([index[r.path] for r in split_rows], dtype=np.int64)
+        _copy_rows(out_dir / f"{split}_images.npy", images, idx)
+        labels = np.array([r.label for r in split_rows], dtype=np.int64)
+        with atomic_path(out_dir / f"{split}_labels.npy") as tmp:
+            _save(tmp, labels)
+    train_images, _ = load_cached_split(out_dir, "train")
+    mean, std = channel_mean_std(train_images)
+    del train_images
+    counts = {
+        s: {name: sum(r.class_name == name for r in split_rows) for name in classes}
+        for s, split_rows in by_split.items()
+    }
+    return {
+        "mean": mean,
+        "std": std,
+        "image_size": int(images.shape[2]),
+        "channels": int(images.shape[1]),
+        "classes": list(classes),
+        "counts": counts,
+    }
+
+
 def build_cache(
     raw_dir: Path,
     rows: list[ManifestRow],
@@ -137,41 +231,20 @@ def build_cache(
     Images are uint8 (N, C, H, W) and labels int64, in manifest order within each split; each
     file is written atomically. Returns stats: train-only per-channel ``mean``/``std`` (0..1, at
     ``image_size``), ``image_size``, ``channels``, ``classes`` and per-split class ``counts``.
+    (The split stage calls :func:`decode_images` and :func:`write_split_cache` itself, so that
+    the same decode also fingerprints each image for duplicate detection.)
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    for r in rows:
-        if not (0 <= r.label < len(classes)) or classes[r.label] != r.class_name:
-            raise MedclassError(
-                f"manifest row {r.path!r} (label {r.label}, {r.class_name!r}) does not match "
-                "classes.json; rerun `dvc repro split`"
-            )
-    by_split = {s: [r for r in rows if r.split == s] for s in SPLITS}
-    with ThreadPoolExecutor(max_workers=_workers()) as pool:
-        modes: list[str] = []
-        if channels == "auto":
-            modes = list(pool.map(_read_mode, [raw_dir / r.path for r in rows]))
-        n_channels = resolve_channels(channels, modes)
-        for split, split_rows in by_split.items():
-            files = [raw_dir / r.path for r in split_rows]
-            _write_split(out_dir / f"{split}_images.npy", files, image_size, n_channels, pool)
-            labels = np.array([r.label for r in split_rows], dtype=np.int64)
-            with atomic_path(out_dir / f"{split}_labels.npy") as tmp:
-                _save(tmp, labels)
-    train_images, _ = load_cached_split(out_dir, "train")
-    mean, std = channel_mean_std(train_images)
-    del train_images
-    counts = {
-        s: {name: sum(r.class_name == name for r in split_rows) for name in classes}
-        for s, split_rows in by_split.items()
-    }
-    return {
-        "mean": mean,
-        "std": std,
-        "image_size": int(image_size),
-        "channels": n_channels,
-        "classes": list(classes),
-        "counts": counts,
-    }
+    _check_rows(rows, classes)
+    scratch = out_dir / SCRATCH_FILE
+    decode_images([raw_dir / r.path for r in rows], image_size, channels, scratch)
+    images = np.load(scratch, mmap_mode="r")
+    try:
+        return write_split_cache(images, {r.path: i for i, r in enumerate(rows)}, rows, classes,
+                                 out_dir)
+    finally:
+        del images
+        scratch.unlink(missing_ok=True)
 
 
 def load_cached_split(

@@ -98,9 +98,9 @@ def _to_l_or_rgb(img: Image.Image) -> Image.Image:
 def decode_image(path: str | os.PathLike) -> tuple[Image.Image, str]:
     """Decode ``path``; return the ``L``/``RGB`` image and the file's original PIL mode.
 
-    Raises ``ImageDecodeError`` (with a short reason) for empty, truncated, corrupt, non-image
-    or decompression-bomb files. Truncated files always fail (``LOAD_TRUNCATED_IMAGES`` is
-    never enabled here).
+    Raises ``ImageDecodeError`` (with a short reason) for empty, unreadable, truncated, corrupt,
+    non-image or decompression-bomb files. Truncated files always fail
+    (``LOAD_TRUNCATED_IMAGES`` is never enabled here).
     """
     p = Path(path)
     try:
@@ -121,6 +121,11 @@ def decode_image(path: str | os.PathLike) -> tuple[Image.Image, str]:
             raise ImageDecodeError("decompression bomb (too many pixels)") from exc
         except UnidentifiedImageError as exc:
             raise ImageDecodeError("not a recognised image format") from exc
+        except OSError as exc:
+            if exc.errno is None:  # Pillow's own decoder errors carry no errno
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ImageDecodeError(f"corrupt or truncated image ({reason})") from exc
+            raise ImageDecodeError(f"cannot read file ({exc.strerror})") from exc
         except _DECODE_ERRORS as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ImageDecodeError(f"corrupt or truncated image ({reason})") from exc

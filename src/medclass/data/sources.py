@@ -5,6 +5,7 @@ Output layout (written atomically; a failed run leaves a previous ``out_dir`` un
     out_dir/<class>/<name>.png      mode L or RGB
     out_dir/classes.json            {"classes": [names in label order]}
     out_dir/predefined_split.csv    path,split  (npz only: the official split)
+    out_dir/metadata.csv            path,source_path,<data.metadata columns>  (folder only)
 
 Class names are sanitised (``safe_class_name``) so they are safe folder names; the sanitised
 names are what ``classes.json`` lists.
@@ -26,12 +27,26 @@ from PIL import Image
 from medclass.config import DataParams
 from medclass.data import synthetic
 from medclass.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode_image, is_hidden
+from medclass.data.metadata import write_raw_metadata
 from medclass.errors import MedclassError
-from medclass.io import atomic_dir, write_json
+from medclass.io import atomic_dir, disk_error, write_json
 
 NPZ_SPLITS = ("train", "val", "test")
+MIN_SIDE = 4
+"""Folder source: images narrower or shorter than this (px) are excluded as too small. A 1x1
+or 1-px-wide image is a single colour or a line, not a scan; upscaling it to the training size
+would only add a constant image to the class. Anything from 4x4 up is kept (split resizes it)."""
 _UNSAFE_CLASS = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
 _UNSAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class IngestError(MedclassError):
+    """A dataset-level problem found after ingesting every file; ``report`` is the full data
+    report (the prepare stage still writes it, so excluded files and their reasons show)."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def safe_class_name(name: str) -> str:
@@ -75,6 +90,8 @@ def _save_png(img: Image.Image, path: Path) -> None:
     try:
         img.save(path, format="PNG")
     except OSError as exc:
+        if disk_error(exc) is not None:
+            raise  # atomic_dir turns it into one line naming the output folder
         raise MedclassError(f"cannot write {path}: {exc}; check free space/permissions") from exc
 
 
@@ -182,6 +199,8 @@ def _prepare_folder(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
     classes = _safe_class_names(names)
     counts: Counter = Counter()
     modes: Counter = Counter()
+    empty: list[str] = []
+    sources: list[tuple[str, str]] = []  # (raw path, source path relative to data.path)
     for name, folder in zip(names, classes, strict=True):
         out = tmp / folder
         out.mkdir()
@@ -189,6 +208,11 @@ def _prepare_folder(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
         for path in _walk_images(dirs[name], root, ignored):
             try:
                 img, mode = decode_image(path)
+                if min(img.size) < MIN_SIDE:
+                    raise ImageDecodeError(
+                        f"too small ({img.width}x{img.height} px; the folder source needs at "
+                        f"least {MIN_SIDE}x{MIN_SIDE})"
+                    )
             except ImageDecodeError as exc:
                 excluded.append({"path": path.relative_to(root).as_posix(), "reason": str(exc)})
                 continue
@@ -198,13 +222,20 @@ def _prepare_folder(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
                 candidate, n = f"{stem}_{n}", n + 1
             used.add(candidate.lower())
             _save_png(img, out / f"{candidate}.png")
+            sources.append((f"{folder}/{candidate}.png", path.relative_to(root).as_posix()))
             counts[folder] += 1
             modes[mode] += 1
         if counts[folder] == 0:
-            raise MedclassError(
-                f"class folder '{name}' has no readable images; add images or remove the folder"
-            )
-    return classes, _report("folder", classes, counts, modes, excluded, ignored)
+            empty.append(name)
+    report = _report("folder", classes, counts, modes, excluded, ignored)
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise IngestError(
+            f"class folder '{empty[0]}'{more} has no readable images; add images or remove the "
+            "folder", report,
+        )
+    write_raw_metadata(tmp, root, data.metadata, sources, {e["path"] for e in excluded})
+    return classes, report
 
 
 # ---------------------------------------------------------------- npz

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from medclass.config import SplitParams
+from medclass.data.groups import grouped_split
 from medclass.errors import MedclassError
 from medclass.io import atomic_path, read_json
 
@@ -19,6 +21,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 PREDEFINED_FILE = "predefined_split.csv"
 MANIFEST_HEADER: tuple[str, ...] = ("path", "label", "class_name", "split")
 _FIX_FRACTIONS = "add images or change split.val_fraction/test_fraction"
+_FIX_GROUPS = ("add images, lower split.val_fraction/test_fraction, or group less "
+               "(split.near_duplicate_distance, split.group_by)")
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,15 @@ def stratified_split(
     test_fraction: float,
     seed: int,
     class_names: list[str],
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Assign 'train'/'val'/'test' to each label, stratified per class and deterministic by seed.
 
     Per-class sizes come from :func:`split_counts` (so even a rare class lands in every split);
     which images go where is drawn by scikit-learn's ``train_test_split`` with one seeded
-    ``RandomState`` consumed class by class.
+    ``RandomState`` consumed class by class. With ``groups`` (an id per image) in which some
+    group has several images, whole groups are assigned instead (``groups.grouped_split``), so
+    the images of one group never straddle two splits.
     """
     labels = np.asarray(labels)
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -91,6 +98,12 @@ def stratified_split(
                 f"class {name!r} has {count} images; a {ratio} split needs at least {needed} "
                 f"per class — {_FIX_FRACTIONS}"
             )
+    if groups is not None and len(np.unique(groups)) < labels.shape[0]:
+        targets = np.array(
+            [split_counts(int(c), val_fraction, test_fraction) for c in counts], dtype=np.int64
+        ).T
+        return grouped_split(labels, groups, targets, seed, class_names, SPLITS, needed,
+                             _FIX_GROUPS)
     out = np.full(labels.shape[0], "train", dtype="<U5")
     rng = np.random.RandomState(seed)
     for label, count in enumerate(counts):
@@ -123,7 +136,9 @@ def read_classes(raw_dir: Path) -> list[str]:
     return classes
 
 
-def _list_images(raw_dir: Path, classes: list[str]) -> list[tuple[str, int, str]]:
+def list_images(raw_dir: Path, classes: list[str]) -> list[tuple[str, int, str]]:
+    """(raw path, label, class name) of every ``raw_dir/<class>/*.png``, in class then name
+    order: the order in which the split stage decodes and fingerprints them."""
     items: list[tuple[str, int, str]] = []
     for label, name in enumerate(classes):
         folder = raw_dir / name
@@ -176,20 +191,28 @@ def _sort_key(row: ManifestRow) -> tuple[int, str]:
     return SPLITS.index(row.split), row.path
 
 
-def build_manifest(raw_dir: Path, params: SplitParams, seed: int) -> list[ManifestRow]:
+def uses_predefined(raw_dir: Path, params: SplitParams) -> bool:
+    """True when the source's official split (``predefined_split.csv``) is kept."""
+    return params.use_predefined and (Path(raw_dir) / PREDEFINED_FILE).is_file()
+
+
+def build_manifest(
+    raw_dir: Path, params: SplitParams, seed: int, groups: Mapping[str, int] | None = None
+) -> list[ManifestRow]:
     """List ``raw_dir/<class>/*.png`` and split it: predefined CSV if present and enabled, else
-    :func:`stratified_split`. Rows are sorted by (train, val, test) then path."""
+    :func:`stratified_split`, group-aware when ``groups`` maps every raw path to a group id
+    (a predefined split is kept as it is). Rows are sorted by (train, val, test) then path."""
     raw_dir = Path(raw_dir)
     classes = read_classes(raw_dir)
-    items = _list_images(raw_dir, classes)
-    predefined = raw_dir / PREDEFINED_FILE
-    if params.use_predefined and predefined.is_file():
-        mapping = _read_predefined(predefined, {rel for rel, _, _ in items})
+    items = list_images(raw_dir, classes)
+    if uses_predefined(raw_dir, params):
+        mapping = _read_predefined(raw_dir / PREDEFINED_FILE, {rel for rel, _, _ in items})
         splits = [mapping[rel] for rel, _, _ in items]
     else:
         labels = np.array([label for _, label, _ in items], dtype=np.int64)
+        ids = None if groups is None else np.array([groups[rel] for rel, _, _ in items])
         splits = stratified_split(
-            labels, params.val_fraction, params.test_fraction, seed, classes
+            labels, params.val_fraction, params.test_fraction, seed, classes, groups=ids
         ).tolist()
     rows = [
         ManifestRow(rel, label, name, str(split))

@@ -111,6 +111,8 @@ TINY_KWARGS: dict[str, dict[str, Any]] = {
     "maxvit": {"stem_dim": 8, "dims": (8, 16), "depths": (1, 1), "head_dim": 8},
     "densenet7x7": {"growth_rate": 4, "block_config": (1, 2)},
     "small_resnet": {"width": 8},
+    "resnet18_cifar": {"width": 8},
+    "resnet50_cifar": {"width": 8},
     "dual_branch": {"width": 8},
     "inception_fsd": {"width": 4, "fuse_dim": 16, "hidden_dim": 16},
     "dilated_groupconv": {"width": 8},

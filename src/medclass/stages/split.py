@@ -1,25 +1,34 @@
-"""split: stratified manifest, train-set mean/std and the decode-once uint8 cache."""
+"""split: duplicate- and group-aware stratified manifest, train-set mean/std, uint8 cache."""
 
 from __future__ import annotations
 
 import logging
 
 from medclass.config import Params
-from medclass.data.cache import build_cache
-from medclass.data.split import build_manifest, write_manifest
-from medclass.io import atomic_dir, read_json, write_json
-from medclass.stages._common import RAW_DIR, SPLIT_DIR, run_stage
+from medclass.data.leakage import split_dataset
+from medclass.io import atomic_dir, write_json
+from medclass.stages._common import METRICS_DIR, RAW_DIR, SPLIT_DIR, run_stage
 
 
 def main(params: Params) -> None:
-    classes = read_json(RAW_DIR / "classes.json")["classes"]
-    rows = build_manifest(RAW_DIR, params.split, params.seed)
     with atomic_dir(SPLIT_DIR) as tmp:
-        write_manifest(tmp / "manifest.csv", rows)
-        stats = build_cache(RAW_DIR, rows, params.data.image_size, params.data.channels,
-                            classes, tmp / "cache")
+        stats, report = split_dataset(RAW_DIR, params, tmp)
         write_json(tmp / "stats.json", stats)
+    write_json(METRICS_DIR / "split_report.json", report)
     logging.info("split counts: %s", stats["counts"])
+    logging.info(
+        "duplicates: %d exact groups (%d images), %d near groups (%d images); %d groups kept "
+        "whole, %d cross-split leaks prevented",
+        report["exact_duplicates"]["groups"], report["exact_duplicates"]["images"],
+        report["near_duplicates"]["groups"], report["near_duplicates"]["images"],
+        report["n_multi_image_groups"], (report["leaks_prevented"] or {}).get("groups", 0),
+    )
+    if report["predefined_split"] and report["cross_split_groups"]["groups"]:
+        logging.warning(
+            "the predefined split keeps %d duplicate/patient groups (%d images) across splits; "
+            "not moved (set split.use_predefined: false to split them leak-free)",
+            report["cross_split_groups"]["groups"], report["cross_split_groups"]["images"],
+        )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class StepConfig:
     progress: bool = True
     channels_last: bool = False
     log_every: int = 50  # steps between progress-bar loss updates (each is one host sync)
+    nonfinite_skip: int = 0  # optimizer steps with NaN/Inf loss or gradients that may be skipped
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -84,6 +85,11 @@ def train_one_epoch(
     global batch, draws that shard's augmentation from the shared generator, skips the
     gradient all-reduce on accumulation micro-steps, and the epoch's sums are reduced over
     ranks. The loss reaches the host only every ``cfg.log_every`` steps and at the end.
+
+    Non-finite losses or gradients: with ``cfg.nonfinite_skip == 0`` the epoch raises a
+    ``MedclassError`` at its end (before the caller writes any checkpoint); with a budget of N,
+    each step is checked (one host sync per step), up to N bad steps are skipped without an
+    update (``skipped`` in the result) and the next one raises at once.
     """
     set_train_mode(model, cfg.frozen_backbone)
     core = unwrap(model)
@@ -92,6 +98,8 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen = torch.zeros((), device=dev, dtype=torch.long)
+    bad = torch.zeros((), device=dev, dtype=torch.long)  # micro-batches with a non-finite loss
+    skipped = 0
     optimizer.zero_grad(set_to_none=True)
     n_batches = len(loader)
     bar = tqdm(loader, desc=desc, leave=False, disable=_quiet(cfg))
@@ -111,23 +119,49 @@ def train_one_epoch(
                     loss = loss + core.aux_loss_weight * criterion(aux.float(), yb)
             scaled = loss / cfg.accum_steps
             (scaler.scale(scaled) if scaler else scaled).backward()
+        finite = torch.isfinite(loss.detach())
         if boundary:
-            _step(optimizer, scheduler, cfg, scaler)
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        seen += len(yb)
+            if cfg.nonfinite_skip and not _step_is_finite(optimizer, finite):  # host sync
+                skipped += 1
+                if skipped > cfg.nonfinite_skip:
+                    raise MedclassError(_nonfinite_message(desc, "loss or gradients", cfg))
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()  # the schedule stays aligned with the epoch
+            else:
+                _step(optimizer, scheduler, cfg, scaler)
+        n = torch.where(finite, len(yb), 0)
+        loss_sum += torch.where(finite, loss.detach() * len(yb), 0.0)
+        correct += torch.where(finite, (logits.detach().argmax(1) == yb).sum(), 0)
+        seen += n
+        bad += (~finite).long()
         if (i + 1) % cfg.log_every == 0 and bar.disable is False:
             bar.set_postfix(loss=f"{float(loss_sum) / max(int(seen), 1):.4f}")  # one sync
-    totals = torch.stack([loss_sum.double(), correct.double(), seen.double()])
+    params_ok = torch.stack([p.detach().isfinite().all() for p in core.parameters()]).all()
+    totals = torch.stack([loss_sum.double(), correct.double(), seen.double(), bad.double(),
+                          (~params_ok).double()])
     if world > 1:
         distributed.all_reduce_sum(totals)
-    mean_loss, n_correct, n_seen = totals.tolist()
-    if not np.isfinite(mean_loss):
-        raise MedclassError(
-            f"{desc}: training loss became {mean_loss}; lower the learning rate or enable "
-            "train.grad_clip (the best checkpoint was not overwritten)"
-        )
-    return {"loss": mean_loss / max(n_seen, 1), "acc": n_correct / max(n_seen, 1)}
+    loss_total, n_correct, n_seen, n_bad, weights_bad = totals.tolist()
+    if n_bad and not cfg.nonfinite_skip:
+        raise MedclassError(_nonfinite_message(desc, "loss", cfg))
+    if weights_bad:
+        raise MedclassError(_nonfinite_message(desc, "model weights", cfg))
+    return {"loss": loss_total / max(n_seen, 1), "acc": n_correct / max(n_seen, 1),
+            "skipped": skipped}
+
+
+def _step_is_finite(optimizer: torch.optim.Optimizer, loss_finite: torch.Tensor) -> bool:
+    """Whether the loss and every gradient about to be applied are finite (one host sync)."""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    flags = [loss_finite] + [g.isfinite().all() for g in grads]
+    return bool(torch.stack(flags).all())
+
+
+def _nonfinite_message(desc: str, what: str, cfg: StepConfig) -> str:
+    budget = (f"after skipping {cfg.nonfinite_skip} bad step(s) (train.nonfinite_skip)"
+              if cfg.nonfinite_skip else "(train.nonfinite_skip: 0)")
+    return (f"{desc}: non-finite (NaN/Inf) {what} {budget}; lower the learning rate or set "
+            "train.grad_clip; the best checkpoint was not overwritten")
 
 
 def _step(

@@ -4,7 +4,9 @@ Each fold is trained with the main stages' procedure (``head_phase`` then ``fine
 through ``fit``) with ``kfold.head_epochs``/``epochs``/``patience``. The test split is never
 part of a fold; it only scores the fold models and their ensembles at the end. Fold ``i``
 seeds init, shuffling and augmentation with ``seed + i``; the folds themselves are drawn by
-``StratifiedKFold(shuffle=True, random_state=seed)``. Normalisation uses the split's train
+``StratifiedKFold(shuffle=True, random_state=seed)``, or ``StratifiedGroupKFold`` when the
+split stage's ``groups.csv`` has groups of several images (duplicates, ``split.group_by``), so
+a group never straddles a fold's train and val parts. Normalisation uses the split's train
 statistics (``stats.json``) for every fold.
 """
 
@@ -22,10 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from medclass.config import Params
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
+from medclass.data.groups import GROUPS_FILE, read_groups
 from medclass.data.split import read_manifest
 from medclass.errors import MedclassError
 from medclass.evaluate.ensemble import ensemble_probs, member_variance, mutual_information
@@ -102,18 +105,53 @@ class RowView:
 
 
 def make_folds(
-    labels: np.ndarray, k: int, seed: int, classes: Sequence[str]
+    labels: np.ndarray, k: int, seed: int, classes: Sequence[str],
+    groups: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train indices, val indices) per fold: stratified, shuffled, deterministic by ``seed``."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    """(train indices, val indices) per fold: stratified, shuffled, deterministic by ``seed``.
+
+    With ``groups`` (an id per image) in which some group has several images, folds come from
+    ``StratifiedGroupKFold``: each group's images are in the same fold's val part.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(classes))
     for name, n in zip(classes, counts, strict=True):
         if n < k:
             raise MedclassError(
                 f"class {name!r} has {n} train+val images; kfold.folds={k} needs at least {k} "
                 "— lower kfold.folds or add images"
             )
+    x = np.zeros((len(labels), 1))
+    if groups is not None and len(np.unique(groups)) < len(labels):
+        groups = np.asarray(groups)
+        pairs = np.unique(np.stack([labels, np.unique(groups, return_inverse=True)[1]]), axis=1)
+        per_class = np.bincount(pairs[0], minlength=len(classes))
+        for name, n in zip(classes, per_class, strict=True):
+            if n < k:
+                raise MedclassError(
+                    f"class {name!r} has {n} train+val image groups (duplicates / split.group_by)"
+                    f"; kfold.folds={k} needs at least {k} — lower kfold.folds or add images"
+                )
+        sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return [(tr, va) for tr, va in sgkf.split(x, labels, groups)]
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [(tr, va) for tr, va in skf.split(np.zeros((len(labels), 1)), labels)]
+    return [(tr, va) for tr, va in skf.split(x, labels)]
+
+
+def trainval_groups(split_dir: Path) -> np.ndarray | None:
+    """Group id per train+val image (cache order: train then val, each in manifest order) from
+    the split stage's ``groups.csv``; None when the split has no groups file."""
+    mapping = read_groups(split_dir / GROUPS_FILE)
+    if mapping is None:
+        return None
+    rows = read_manifest(split_dir / "manifest.csv")
+    paths = [r.path for s in ("train", "val") for r in rows if r.split == s]
+    missing = [p for p in paths if p not in mapping]
+    if missing:
+        raise MedclassError(
+            f"{split_dir / GROUPS_FILE} lacks {missing[0]!r}; rerun `dvc repro split`"
+        )
+    return np.array([mapping[p] for p in paths], dtype=np.int64)
 
 
 def _phase_done(out: Outputs, fp: str) -> bool:
@@ -257,7 +295,8 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
     train, val, test = (data.splits[s] for s in ("train", "val", "test"))
     parts = [train.images, val.images]
     labels = np.concatenate([train.labels, val.labels])
-    folds = make_folds(labels, kf.folds, params.seed, data.classes)
+    folds = make_folds(labels, kf.folds, params.seed, data.classes,
+                       groups=trainval_groups(split_dir))
     if is_main():
         _remove_stale(paths, kf.folds)
     distributed.barrier()

@@ -137,7 +137,7 @@ def fit(
     cfg = StepConfig(device, dtype, train.accum_steps, train.grad_clip, frozen,
                      train.progress and dist_info.is_main,
                      channels_last=use_channels_last(train.channels_last, dtype),
-                     log_every=train.log_every)
+                     log_every=train.log_every, nonfinite_skip=train.nonfinite_skip)
     place_model(model, cfg)
     net = _wrap(model, train, dist_info)
     transform = BatchTransform(data.stats["mean"], data.stats["std"], train.augment)
@@ -187,6 +187,10 @@ def fit(
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         tr = train_one_epoch(net, train_loader, transform, criterion, optimizer, scheduler, cfg,
                              generator=gen, scaler=scaler, desc=f"{phase.name} {epoch + 1}")
+        if tr["skipped"]:
+            log.warning("%s epoch %d: skipped %d optimizer step(s) with NaN/Inf loss or "
+                        "gradients (train.nonfinite_skip=%d per epoch)", phase.name, epoch + 1,
+                        tr["skipped"], train.nonfinite_skip)
         logits, labels = predict_logits(net, val_loader, transform, cfg, desc="val")
         probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
         val = summary_metrics(probs, labels)
