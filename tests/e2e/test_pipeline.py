@@ -141,11 +141,7 @@ def test_bad_param_fails_with_one_line(repo):
         "error [finetune]: params.yaml: finetune.lr: Input should be greater than 0 (got -1)"]
 
 
-def test_exp_run_with_set_param_and_show(repo):
-    run(repo, "dvc", "exp", "run", "-S", "finetune.epochs=3", "-n", "ft3")
-    shown = json.loads(run(repo, "dvc", "exp", "show", "--json").stdout)
-    text = json.dumps(shown)
-    assert "ft3" in text and "accuracy" in text
+def test_plots_show_renders_our_plots(repo):
     plots = run(repo, "dvc", "plots", "show", "--json")
     data = json.loads(plots.stdout)["data"]
     assert {"confusion_matrix", "finetune_loss", "head_loss"} <= set(data)
@@ -156,7 +152,9 @@ def test_queued_backbone_sweep_and_compare(repo):
     """`dvc exp run --queue` with a choice sweep, `dvc queue start`, then compare the runs."""
     import time
 
-    run(repo, "dvc", "exp", "run", "--queue", "-S", "model=simple_cnn,small_resnet",
+    # target evaluate: each experiment runs verify, head, finetune and evaluate (not kfold and
+    # export), enough to compare test metrics and half the time of a full pipeline
+    run(repo, "dvc", "exp", "run", "--queue", "evaluate", "-S", "model=simple_cnn,small_resnet",
         "-S", "verify.models=selected")
     assert run(repo, "dvc", "queue", "status").stdout.count("Queued") == 2
     run(repo, "dvc", "queue", "start", "-j", "1")
