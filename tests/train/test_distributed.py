@@ -148,19 +148,11 @@ def test_batch_size_must_split_over_processes(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(stage_project) -> Path:
     """Prepared data and a trained head checkpoint in a tmp project."""
-    root = tmp_path_factory.mktemp("ddp")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
     from medclass.stages import head, prepare, split  # heavy imports: not in spawned workers
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        params = load_params()
-        prepare.main(params)
-        split.main(params)
-        head.main(params)
-    return root
+    return stage_project("ddp", TINY, (prepare, split, head))
 
 
 def _launch(root: Path, nproc: int, stage: str) -> str:

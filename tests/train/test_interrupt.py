@@ -34,19 +34,11 @@ OUTPUTS = ("metrics/finetune.json", "models/model.pt", str(LAST))
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(stage_project) -> Path:
     """Prepared data and a trained head in a tmp project (no finetune outputs)."""
-    root = tmp_path_factory.mktemp("interrupt")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
     from medclass.stages import head, prepare, split
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        params = load_params()
-        prepare.main(params)
-        split.main(params)
-        head.main(params)
-    return root
+    return stage_project("interrupt", TINY, (prepare, split, head))
 
 
 def _clear(root: Path) -> None:

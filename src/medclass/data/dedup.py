@@ -15,7 +15,7 @@ built-in synthetic chest films: 600 images) came within 4 bits of each other 83 
 chain 11 images), while at 256 bits unrelated pairs were at least 36 bits apart and JPEG
 (quality 90) or brightened copies 0-2 bits.
 
-Duplicate pairs are joined into groups by union-find (connected components), so a chain
+Duplicate pairs are joined into groups (connected components, scipy.sparse.csgraph), so a chain
 a~b~c puts all three in one group.
 """
 
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import imagehash
 import numpy as np
 from PIL import Image
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 PHASH_SIZE = 16  # imagehash hash_size: PHASH_SIZE**2 = 256 bits
 PHASH_BITS = PHASH_SIZE**2
@@ -61,37 +63,17 @@ def hash_matrix(hashes: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(len(hashes), -1).view(np.uint64)
 
 
-class UnionFind:
-    """Disjoint sets over ``0..n-1`` with path halving and union by size."""
+def components(n: int, pairs: list[tuple[int, int]] | np.ndarray) -> np.ndarray:
+    """Connected components of the graph on ``0..n-1`` with edges ``pairs`` (scipy.sparse.csgraph).
 
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n, dtype=np.int64)
-        self.size = np.ones(n, dtype=np.int64)
-
-    def find(self, i: int) -> int:
-        parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    def union(self, a: int, b: int) -> bool:
-        """Join the sets of ``a`` and ``b``; True when they were separate."""
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return False
-        if self.size[ra] < self.size[rb]:
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.size[ra] += self.size[rb]
-        return True
-
-    def labels(self) -> np.ndarray:
-        """Component id per element: 0, 1, ... in order of each component's first element."""
-        roots = np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
-        _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-        order = np.argsort(np.argsort(first, kind="stable"), kind="stable")
-        return order[inverse].astype(np.int64)
+    Component ids are 0, 1, ... in order of each component's first element.
+    """
+    edges = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    graph = coo_array((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])),
+                      shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first, kind="stable"), kind="stable")[inverse].astype(np.int64)
 
 
 def _equal_key_pairs(keys: list[str]) -> list[tuple[int, int]]:
@@ -149,32 +131,23 @@ def find_duplicates(prints: list[Fingerprint], max_distance: int | None) -> Dupl
     """Group images linked by exact (and, unless ``max_distance`` is None, near) duplicates."""
     n = len(prints)
     exact = exact_pairs(prints)
-    uf = UnionFind(n)
-    for a, b in exact:
-        uf.union(a, b)
-    exact_labels = uf.labels()
-    n_near = 0
+    exact_labels = components(n, exact)
+    near: list[tuple[int, int]] = []
     if max_distance is not None and n > 1:
         hashes = hash_matrix([p.phash for p in prints])
-        for a, b in near_pairs(hashes, max_distance):
-            if exact_labels[a] != exact_labels[b]:  # not already an exact duplicate
-                n_near += 1
-                uf.union(a, b)
-    return DuplicateGroups(uf.labels(), exact_labels, len(exact), n_near)
+        near = [(a, b) for a, b in near_pairs(hashes, max_distance)
+                if exact_labels[a] != exact_labels[b]]  # not already an exact duplicate
+    return DuplicateGroups(components(n, exact + near), exact_labels, len(exact), len(near))
 
 
 def merge_groups(*labelings: np.ndarray) -> np.ndarray:
     """Connected components of the union of several labelings (same length, ids per labeling)."""
     n = len(labelings[0])
-    uf = UnionFind(n)
-    for lab in labelings:
-        first: dict[int, int] = {}
-        for i, g in enumerate(np.asarray(lab).tolist()):
-            if g in first:
-                uf.union(first[g], i)
-            else:
-                first[g] = i
-    return uf.labels()
+    edges = []
+    for lab in labelings:  # link every element to the first element of its group
+        _, first, inverse = np.unique(np.asarray(lab), return_index=True, return_inverse=True)
+        edges.append(np.stack([first[inverse], np.arange(n)], axis=1))
+    return components(n, np.concatenate(edges))
 
 
 def group_summary(labels: np.ndarray) -> tuple[int, int]:
