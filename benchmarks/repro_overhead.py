@@ -24,14 +24,11 @@ Repeat (repo root, venv active; a few minutes on 2 cores):
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, when not run as a script
 
 from _machine import describe, write_results  # noqa: E402
+from _workspace import copy_repo, make_env, stages_run, timed  # noqa: E402
 
 from medclass.config import parse_params  # noqa: E402
 
@@ -80,46 +78,6 @@ def set_params(repo: Path, over: dict[str, Any]) -> None:
     merged = merge(yaml.safe_load(path.read_text(encoding="utf-8")), over)
     parse_params(merged, str(path))  # raises on an unknown key or a bad value
     path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
-
-
-def make_env(repo: Path) -> dict[str, str]:
-    """Environment for the copy's commands.
-
-    The venv has medclass installed editable from the main checkout's src/; PYTHONPATH puts
-    the copy's src/ first so the stages run exactly the code DVC hashes as their deps.
-    """
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1",
-            "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-
-
-def copy_repo(dst: Path) -> None:
-    """Copy the working tree's tracked and untracked-but-not-ignored files to ``dst``."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-
-
-def timed(repo: Path, env: dict[str, str], *cmd: str) -> tuple[float, str]:
-    """Run ``cmd`` in ``repo`` (check=True); return (wall seconds, stdout + stderr)."""
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(list(cmd), cwd=repo, env=env, check=True, capture_output=True,
-                              text=True)
-    except subprocess.CalledProcessError as exc:
-        sys.stderr.write(f"{' '.join(cmd)} failed:\n{exc.stdout[-3000:]}\n{exc.stderr[-3000:]}")
-        raise
-    return time.perf_counter() - t0, proc.stdout + proc.stderr
-
-
-def stages_run(output: str) -> list[str]:
-    """Stages dvc ran, in order, from its ``Running stage 'name':`` lines."""
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 def row(case: str, times: list[float], ran: list[str] | None,

@@ -1,4 +1,4 @@
-"""The ``medclass`` command line: ``models``, ``predict``, ``info``, ``version``."""
+"""The ``medclass`` command line: ``models``, ``predict``, ``info``, ``recipe``, ``version``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,14 @@ class Ensemble(str, Enum):
     vote = "vote"
 
 
+class TTA(str, Enum):
+    """Test-time augmentation views."""
+
+    none = "none"
+    flip = "flip"
+    flip_rot = "flip_rot"
+
+
 def _fail(exc: MedclassError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
@@ -53,6 +61,9 @@ def predict(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="results.json or results.csv (default: print a table).")] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr (terminals only).")] = True,
+    tta: Annotated[TTA, typer.Option(
+        help="Test-time augmentation: mean logits over the image and its mirror (flip), "
+             "also rotated ±8° (flip_rot).")] = TTA.none,
 ) -> None:
     """Classify images with exported model(s); folders are searched recursively."""
     from medclass.export import predict as pred
@@ -68,12 +79,14 @@ def predict(
         if not files:
             raise MedclassError(f"no image files found in {', '.join(map(str, inputs))}")
         rows = pred.predict(runners, files, mode=ensemble.value, top_k=top_k,
-                            batch_size=batch_size, progress=progress and sys.stderr.isatty())
+                            batch_size=batch_size, progress=progress and sys.stderr.isatty(),
+                            tta=tta.value)
         if output is None:
             for r in rows:
                 typer.echo(pred.summary_line(r))
         else:
-            pred.write_results(output, rows, pred.results_header(runners, ensemble.value))
+            pred.write_results(output, rows,
+                               pred.results_header(runners, ensemble.value, tta.value))
             typer.echo(f"wrote {len(rows)} result(s) to {output}", err=True)
         if all(r["error"] is not None for r in rows):
             raise MedclassError(f"none of the {len(rows)} input file(s) could be read")
@@ -91,6 +104,160 @@ def info(model: Annotated[Path, typer.Argument(help="An exported model.")]) -> N
     except MedclassError as exc:
         raise _fail(exc) from None
     typer.echo(json.dumps({"file": str(model), "format": kind, **meta}, indent=2))
+
+
+recipe_app = typer.Typer(help="Recipes in configs/: list them, print as dvc -S args, apply.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("list")
+def recipe_list() -> None:
+    """List the recipes in configs/ with their descriptions."""
+    from medclass import recipes
+
+    for path in recipes.list_recipes():
+        typer.echo(f"{path.stem:20s} {recipes.describe(path)}")
+
+
+@recipe_app.command("args")
+def recipe_args(name: Annotated[str, typer.Argument(help="Recipe name or .yaml path.")]) -> None:
+    """Print the recipe as -S overrides: dvc exp run $(medclass recipe args NAME)."""
+    from medclass import recipes
+
+    try:
+        args = recipes.set_args(recipes.load_recipe(recipes.find_recipe(name)))
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    typer.echo(" ".join(f"-S {a}" for a in args))
+
+
+@recipe_app.command("apply")
+def recipe_apply(
+    name: Annotated[str, typer.Argument(help="Recipe name or .yaml path.")],
+    params: Annotated[Path, typer.Option(help="The params file to change.")] = Path("params.yaml"),
+) -> None:
+    """Write the recipe's settings into params.yaml (validated; comments kept)."""
+    from medclass import recipes
+
+    try:
+        if not params.is_file():
+            raise MedclassError(f"{params} not found; run from the repository root")
+        changed = recipes.apply(recipes.load_recipe(recipes.find_recipe(name)), params)
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{params}: set {len(changed)} key(s) from recipe {name}", err=True)
+
+
+debug_app = typer.Typer(help="Debug tools: overfit one batch, LR schedule, augmented samples, "
+                        "throughput (read params.yaml and data/split in the current folder).")
+app.add_typer(debug_app, name="debug")
+
+_ModelArg = Annotated[str, typer.Argument(help="Backbone name (see `medclass models`).")]
+_KwargsOpt = Annotated[str | None, typer.Option(
+    "--model-kwargs", help="Constructor options as JSON (default: train.model_kwargs when MODEL "
+    "is params' model, else none).")]
+
+
+@debug_app.command("overfit-batch")
+def debug_overfit_batch(
+    model: _ModelArg,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    steps: Annotated[int, typer.Option(min=1, help="Most training steps.")] = 200,
+    lr: Annotated[float, typer.Option(min=0.0, help="AdamW LR (head and backbone).")] = 1e-3,
+    target: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Train accuracy on the batch that counts as overfit.")] = 1.0,
+    log_every: Annotated[int, typer.Option("--log-every", min=1)] = 10,
+    model_kwargs: _KwargsOpt = None,
+) -> None:
+    """Train MODEL on one training batch (no augmentation/smoothing/dropout) until it fits.
+
+    Exit 0 when the train accuracy on the batch reaches --target; else print the loss curve
+    and exit 1 (a model, loss or data bug if a tiny batch cannot be memorised).
+    """
+    from medclass import debug
+    from medclass.config import load_params
+
+    try:
+        res = debug.overfit_batch(
+            load_params(), model, batch_size=batch_size, steps=steps, lr=lr, target=target,
+            log_every=log_every, model_kwargs=debug.parse_model_kwargs(model_kwargs),
+            echo=typer.echo)
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    if res.reached_at is not None:
+        typer.echo(f"ok: train accuracy {res.accs[-1]:.3f} >= {target:g} at step "
+                   f"{res.reached_at} (loss {res.losses[-1]:.4f})")
+        return
+    typer.echo(f"loss curve: {debug.curve(res.losses)}")
+    typer.echo(f"error: overfit-batch {model}: train accuracy {max(res.accs):.3f} < {target:g} "
+               f"after {steps} step(s) on {res.batch_size} images; raise --steps or --lr, "
+               "else suspect the model, loss or labels", err=True)
+    raise typer.Exit(1)
+
+
+@debug_app.command("lr-schedule")
+def debug_lr_schedule(
+    out: Annotated[Path, typer.Option(help="PNG to write (a .csv is written beside it).")] = Path(
+        "plots/debug/lr_schedule.png"),
+) -> None:
+    """Plot the per-step LR of every param group in the head and finetune phases, as configured."""
+    from medclass import debug
+    from medclass.config import load_params
+
+    try:
+        params = load_params()
+        schedules = debug.phase_schedules(params, debug.split_data())
+        csv_path = debug.write_lr_schedule(schedules, out)
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    for line in debug.schedule_summary(schedules):
+        typer.echo(line)
+    typer.echo(f"wrote {out} and {csv_path}", err=True)
+
+
+@debug_app.command("dataset")
+def debug_dataset(
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("plots/debug/dataset.png"),
+    per_class: Annotated[int, typer.Option("--per-class", min=1, max=64)] = 8,
+) -> None:
+    """A PNG grid of augmented training samples, one row per class (configured augment, seed)."""
+    from medclass import debug
+    from medclass.config import load_params
+
+    try:
+        width, height = debug.dataset_grid(load_params(), out, per_class=per_class)
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote {out} ({width}x{height} px)", err=True)
+
+
+@debug_app.command("throughput")
+def debug_throughput(
+    model: _ModelArg,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    iters: Annotated[int, typer.Option(min=1, help="Timed iterations.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed iterations first.")] = 2,
+    image_size: Annotated[int | None, typer.Option(
+        "--image-size", min=8, help="Default: data.image_size.")] = None,
+    channels: Annotated[int | None, typer.Option(
+        min=1, max=3, help="Default: the split's, else data.channels (auto: 3).")] = None,
+    model_kwargs: _KwargsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Images/s of MODEL's forward (eval, no grad) and train step on the configured device."""
+    from medclass import debug
+    from medclass.config import load_params
+
+    try:
+        result = debug.throughput(
+            load_params(), model, batch_size=batch_size, iters=iters, warmup=warmup,
+            image_size=image_size, channels=channels,
+            model_kwargs=debug.parse_model_kwargs(model_kwargs))
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    lines = [json.dumps(result, indent=2)] if as_json else debug.throughput_table(result)
+    for line in lines:
+        typer.echo(line)
 
 
 @app.command()

@@ -38,11 +38,14 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -148,6 +151,16 @@ def test_plots_show_renders_our_plots(repo):
     assert not json.loads(plots.stdout).get("errors")
 
 
+def start_queue(repo: Path) -> None:
+    """`dvc queue start` with its output in a file: DVC's detached worker keeps the parent's
+    stdout/stderr open (its intermediate fork waits on the worker), so captured pipes would
+    only close when the whole queue is done and the worker has exited."""
+    with open(repo.parent / "queue_start.log", "ab") as log:
+        subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=repo, env=_env(), stdout=log,
+                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120,
+                       check=True)
+
+
 def test_queued_backbone_sweep_and_compare(repo):
     """`dvc exp run --queue` with a choice sweep, `dvc queue start`, then compare the runs."""
     import time
@@ -157,7 +170,7 @@ def test_queued_backbone_sweep_and_compare(repo):
     run(repo, "dvc", "exp", "run", "--queue", "evaluate", "-S", "model=simple_cnn,small_resnet",
         "-S", "verify.models=selected")
     assert run(repo, "dvc", "queue", "status").stdout.count("Queued") == 2
-    run(repo, "dvc", "queue", "start", "-j", "1")
+    start_queue(repo)
     started = time.monotonic()
     deadline, restarts = started + 900, 0
     while time.monotonic() < deadline:
@@ -168,7 +181,7 @@ def test_queued_backbone_sweep_and_compare(repo):
         if idle and restarts < 2 and time.monotonic() - started > 30:
             # DVC's celery worker can die on a half-written kombu message between two
             # experiments (treeverse/dvc#10428); the rest stays queued: start it again
-            run(repo, "dvc", "queue", "start", "-j", "1")
+            start_queue(repo)
             started, restarts = time.monotonic(), restarts + 1
         time.sleep(5)
     assert status.count("Success") == 2, status

@@ -213,3 +213,32 @@ def test_info_prints_metadata(exported, helpers):
         assert doc["mean"] == helpers.MEAN and doc["temperature"] == 1.0
     missing = CliRunner().invoke(app, ["info", str(out / "nope.onnx")])
     assert missing.exit_code == 2 and "not found" in missing.stderr
+
+
+def test_tta_averages_logits_over_the_views(image_dir, tmp_path):
+    """A runner whose logits read the left and right halves: flip TTA averages both."""
+    meta = {"model": "fake", "classes": ["left", "right"], "image_size": 8, "channels": 1,
+            "mean": [0.0], "std": [1.0], "temperature": 1.0}
+
+    def halves(x: np.ndarray) -> np.ndarray:
+        return np.stack([x[:, 0, :, :4].mean((1, 2)), x[:, 0, :, 4:].mean((1, 2))], 1)
+
+    runner = Runner(Path("fake.onnx"), "onnx", meta, halves)
+    files = sorted(image_dir.glob("img_*.png"))
+    plain = predict([runner], files, progress=False)
+    flip = predict([runner], files, progress=False, tta="flip")
+    for p, f in zip(plain, flip, strict=True):
+        assert f["probabilities"]["left"] == pytest.approx(0.5, abs=1e-6)  # symmetric now
+        assert p["probabilities"]["left"] != pytest.approx(0.5, abs=1e-3)
+    rot = predict([runner], files, progress=False, tta="flip_rot")
+    assert rot[0]["probabilities"]["left"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_cli_tta_option_reaches_the_header(exported, image_dir, tmp_path):
+    model = _cli_formats(exported)["pytorch"]
+    out = tmp_path / "tta.json"
+    result = _invoke(str(model), str(image_dir), "--tta", "flip", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert _json(out)["tta"] == "flip"
+    bad = _invoke(str(model), str(image_dir), "--tta", "rot")
+    assert bad.exit_code != 0

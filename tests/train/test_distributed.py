@@ -73,11 +73,14 @@ def _tiny_net() -> torch.nn.Module:
                                torch.nn.Linear(16, 2))
 
 
-def _train_epoch(shard: tuple[int, int] | None) -> dict[str, torch.Tensor]:
-    """One epoch of our engine (light augmentation, grad clipping, AdamW) on fixed data."""
+def _train_epoch(shard: tuple[int, int] | None, mix: bool = False) -> dict[str, torch.Tensor]:
+    """One epoch of our engine (light augmentation, grad clipping, AdamW) on fixed data;
+    ``mix``: with mixup/CutMix (whose pairs span the ranks' shards)."""
     from torch.nn.parallel import DistributedDataParallel
 
+    from medclass.config import MixupParams
     from medclass.train.engine import StepConfig, train_one_epoch
+    from medclass.train.mixing import BatchMixer
 
     g = np.random.default_rng(0)
     ds = CachedDataset(g.integers(0, 256, (45, 1, 10, 10), dtype=np.uint8), g.integers(0, 2, 45))
@@ -88,28 +91,30 @@ def _train_epoch(shard: tuple[int, int] | None) -> dict[str, torch.Tensor]:
     loader = make_loader(ds, 8, shuffle=True, seed=1, drop_last=True, shard=shard)
     cfg = StepConfig(torch.device("cpu"), grad_clip=1.0, progress=False)
     tf = BatchTransform([0.5], [0.25], augment="light")
+    mixer = BatchMixer(MixupParams(mixup_alpha=0.4, cutmix_alpha=1.0), 2, 0.1) if mix else None
     for epoch in range(2):
         loader.sampler.set_epoch(epoch)
         train_one_epoch(net, loader, tf, torch.nn.CrossEntropyLoss(), opt, sched, cfg,
-                        generator=torch.Generator().manual_seed(epoch))
+                        generator=torch.Generator().manual_seed(epoch), mixer=mixer)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, out: str, mix: bool = False) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        state = _train_epoch((rank, world))
+        state = _train_epoch((rank, world), mix)
         if rank == 0:
             torch.save(state, out)
     finally:
         dist.destroy_process_group()
 
 
-def test_ddp_engine_reproduces_single_process_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mix", [False, True])
+def test_ddp_engine_reproduces_single_process_training(tmp_path: Path, mix: bool) -> None:
     import socket
 
     import torch.multiprocessing as mp
@@ -118,8 +123,8 @@ def test_ddp_engine_reproduces_single_process_training(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, port, str(out)), nprocs=2, join=True)
-    single, ddp = _train_epoch(None), torch.load(out, weights_only=True)
+    mp.spawn(_ddp_worker, args=(2, port, str(out), mix), nprocs=2, join=True)
+    single, ddp = _train_epoch(None, mix), torch.load(out, weights_only=True)
     start = _tiny_net().state_dict()
     for k in single:
         assert not torch.allclose(single[k], start[k])  # it trained

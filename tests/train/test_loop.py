@@ -71,25 +71,13 @@ def test_frozen_backbone_does_not_change(tmp_path):
             assert torch.equal(v, after[k]), k
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_at):
     phase = Phase("t", epochs=4, head_lr=3e-3, backbone_lr=1e-3, weight_decay=0.01,
                   scheduler="cosine", warmup_epochs=1)
     full, full_out = _run(tmp_path / "a", phase)
 
-    real = loop.train_one_epoch
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_one_epoch", flaky)
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", phase)
+    interrupt_at(lambda: _run(tmp_path / "b", phase), 3)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(loop, "train_one_epoch", real)
     resumed, res_out = _run(tmp_path / "b", phase)
     assert resumed == full
     a, b = load_checkpoint(full_out.best)["model"], load_checkpoint(res_out.best)["model"]
@@ -179,3 +167,43 @@ def test_exploding_weights_stop_the_stage(tmp_path):
     phase = Phase("t", epochs=2, head_lr=1e30, backbone_lr=1e30, weight_decay=0.0)
     with pytest.raises(MedclassError, match="non-finite"):
         _run(tmp_path, phase, _bundle(), train=TRAIN.model_copy(update={"grad_clip": None}))
+
+
+def test_ema_weights_are_validated_and_checkpointed(tmp_path):
+    phase = Phase("t", epochs=1, head_lr=3e-3, backbone_lr=3e-3, weight_decay=0.0)
+    raw, raw_out = _run(tmp_path / "raw", phase)
+    ema, ema_out = _run(tmp_path / "ema", phase, train=TRAIN.model_copy(update={"ema_decay": 0.9}))
+    last = load_checkpoint(ema_out.last)
+    assert last["ema"] is not None
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items()}
+    # the best checkpoint holds averaged weights, not the raw ones of the same run
+    best = load_checkpoint(ema_out.best)["model"]
+    w = "features.0.weight" if "features.0.weight" in best else next(iter(best))
+    assert not torch.equal(best[w], last["model"][w])
+    assert ema["best_epoch"] == 1  # one epoch: the best weights are the final average
+    for k, v in best.items():
+        assert torch.equal(v, averaged[k]), k
+    # same seed and data: EMA changes the validated weights, so the curves differ
+    assert raw["best_val_loss"] != ema["best_val_loss"]
+    assert load_checkpoint(raw_out.last)["ema"] is None
+
+
+def test_multiscale_training_runs_and_a_fixed_size_model_stops_before_training(tmp_path):
+    train = TRAIN.model_copy(update={"aug": TRAIN.aug.model_copy(update={"multiscale": [8, 16]})})
+    summary, out = _run(tmp_path, Phase("head", 1, 1e-2, 1e-2, 0.0), train=train)
+    assert out.best.is_file() and summary["epochs_run"] == 1
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(144, 2)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))  # 12x12 only
+
+    phase = Phase("head", 1, 1e-2, 1e-2, 0.0)
+    with pytest.raises(ValueError, match="cannot take 8 px inputs"):
+        fit(Fixed(), phase, _bundle(), train, seed=0, meta={"model": "x"},
+            outputs=Outputs(tmp_path / "b.pt", tmp_path / "l.pt", tmp_path / "lv"),
+            fingerprint="fp")
+    assert not (tmp_path / "b.pt").exists()

@@ -124,3 +124,10 @@ def test_bad_finetune_settings_are_refused(bad):
 
     with pytest.raises(MedclassError, match="finetune"):
         parse_params({"finetune": bad})
+
+
+def test_multistep_drops_by_gamma_at_epoch_fractions():
+    lrs = _lrs("multistep", milestones=(0.5, 0.75), gamma=0.1)  # 4 epochs x 5 steps
+    assert lrs[:10] == [1.0] * 10
+    assert lrs[10:15] == pytest.approx([0.1] * 5)
+    assert lrs[15:] == pytest.approx([0.01] * 5)

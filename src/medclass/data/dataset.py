@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from medclass.data.augment import (
+    Augmenter,
+    AugmentSpec,
+    check_channels,
+    resolve_spec,
+    tta_views,
+)
 
 
 class CachedDataset(Dataset):
@@ -99,20 +105,22 @@ def make_loader(
 
 
 class BatchTransform:
-    """uint8 batch → normalised float batch, with per-sample augmentation on tensors.
+    """uint8 batch → normalised float batch, with per-sample augmentation when training.
 
-    ``light`` augmentation: random affine (rotation ±10°, scale 0.9–1.1, shift ±6%) and
-    brightness/contrast jitter ±10%, drawn per sample from a seeded generator. No flips: left and
-    right carry anatomy in chest films (the recipe issue adds flip knobs).
+    ``augment`` is a preset name (``none``/``light``/``medical``/``strong``) or an
+    ``AugmentSpec`` (see ``medclass.data.augment``); draws come from the generator passed per
+    call, so a seeded run augments identically every time.
     """
 
     def __init__(
-        self, mean: Sequence[float], std: Sequence[float], augment: str = "none"
+        self, mean: Sequence[float], std: Sequence[float], augment: str | AugmentSpec = "none"
     ) -> None:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         # a constant training set has std 0: clamp so normalisation never divides by zero
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1).clamp(min=1e-6)
-        self.augment = augment
+        spec = resolve_spec(augment) if isinstance(augment, str) else augment
+        check_channels(spec, self.mean.shape[1])
+        self.augmenter = Augmenter(spec) if spec.active else None
 
     def __call__(
         self,
@@ -124,34 +132,16 @@ class BatchTransform:
     ) -> torch.Tensor:
         """Normalise (and augment when ``train``); ``shard=(rank, world)`` for a DDP shard."""
         x = x.float().div_(255.0)
-        if train and self.augment == "light":
-            x = self._light(x, generator, shard)
+        if train and self.augmenter is not None:
+            x = self.augmenter(x, generator, shard)
+        return self.normalise(x)
+
+    def views(self, x: torch.Tensor, tta: str = "none") -> list[torch.Tensor]:
+        """Normalised evaluation views of a uint8 batch (``tta_views``; one for ``none``)."""
+        x = x.float().div_(255.0)
+        return [self.normalise(view(x)) for view in tta_views(tta)]
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` of a float batch in [0, 1]."""
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (x - mean) / std
-
-    @staticmethod
-    def _light(
-        x: torch.Tensor, g: torch.Generator | None, shard: tuple[int, int] = (0, 1)
-    ) -> torch.Tensor:
-        n = x.shape[0]
-        rank, world = shard
-
-        def uniform(lo: float, hi: float) -> torch.Tensor:
-            # draw for the whole global batch, keep this shard's samples (items rank::world):
-            # every rank then augments its images exactly as a single process would
-            u = torch.rand(n * world, generator=g)[rank::world]
-            return u.to(x.device) * (hi - lo) + lo
-
-        angle = uniform(-10.0, 10.0) * (math.pi / 180.0)
-        scale = uniform(0.9, 1.1)
-        tx, ty = uniform(-0.12, 0.12), uniform(-0.12, 0.12)  # grid units: 0.12 = 6% of the side
-        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-        theta = torch.stack(
-            [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1
-        )
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        bright = uniform(-0.1, 0.1).view(n, 1, 1, 1)
-        contrast = uniform(0.9, 1.1).view(n, 1, 1, 1)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        return ((x - mean) * contrast + mean + bright).clamp_(0.0, 1.0)

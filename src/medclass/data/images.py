@@ -95,6 +95,17 @@ def _to_l_or_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+def check_readable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; ``ImageDecodeError`` if it is empty or cannot be stat'ed."""
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            raise ImageDecodeError("empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read file ({exc.strerror or type(exc).__name__})") from exc
+    return p
+
+
 def decode_image(path: str | os.PathLike) -> tuple[Image.Image, str]:
     """Decode ``path``; return the ``L``/``RGB`` image and the file's original PIL mode.
 
@@ -102,12 +113,7 @@ def decode_image(path: str | os.PathLike) -> tuple[Image.Image, str]:
     non-image or decompression-bomb files. Truncated files always fail
     (``LOAD_TRUNCATED_IMAGES`` is never enabled here).
     """
-    p = Path(path)
-    try:
-        if p.stat().st_size == 0:
-            raise ImageDecodeError("empty file (0 bytes)")
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read file ({exc.strerror or type(exc).__name__})") from exc
+    p = check_readable(path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:

@@ -1,11 +1,12 @@
-"""Materialise raw data (synthetic, class-per-folder tree or MedMNIST .npz) as 8-bit PNGs.
+"""Materialise raw data (synthetic, class-per-folder tree, MedMNIST .npz, a MedMNIST dataset
+by name, a Kaggle dataset) as 8-bit PNGs. Folder trees may hold DICOM files (``dicom.py``).
 
 Output layout (written atomically; a failed run leaves a previous ``out_dir`` untouched)::
 
     out_dir/<class>/<name>.png      mode L or RGB
     out_dir/classes.json            {"classes": [names in label order]}
-    out_dir/predefined_split.csv    path,split  (npz only: the official split)
-    out_dir/metadata.csv            path,source_path,<data.metadata columns>  (folder only)
+    out_dir/predefined_split.csv    path,split  (npz/medmnist only: the official split)
+    out_dir/metadata.csv            path,source_path,<data.metadata columns>  (folder/kaggle)
 
 Class names are sanitised (``safe_class_name``) so they are safe folder names; the sanitised
 names are what ``classes.json`` lists.
@@ -18,6 +19,7 @@ import os
 import re
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 from medclass.config import DataParams
-from medclass.data import synthetic
+from medclass.data import kaggle_source, medmnist_source, synthetic
+from medclass.data.dicom import decode_dicom, is_dicom
 from medclass.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode_image, is_hidden
 from medclass.data.metadata import write_raw_metadata
 from medclass.errors import MedclassError
@@ -136,7 +139,8 @@ def _class_dirs(root: Path, ignored: list[dict[str, str]]) -> list[Path]:
 
 
 def _walk_images(class_dir: Path, root: Path, ignored: list[dict[str, str]]) -> list[Path]:
-    """Image-extension files below ``class_dir`` (sorted, no symlinked dirs, no hidden)."""
+    """Image-extension and DICOM files below ``class_dir`` (sorted, no symlinked dirs, no
+    hidden)."""
     found: list[Path] = []
 
     def rel(p: Path) -> str:
@@ -161,10 +165,10 @@ def _walk_images(class_dir: Path, root: Path, ignored: list[dict[str, str]]) -> 
             path = here / f
             if is_hidden(f):
                 ignored.append({"path": rel(path), "reason": "hidden"})
-            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-                ignored.append({"path": rel(path), "reason": "not an image file extension"})
-            else:
+            elif path.suffix.lower() in IMAGE_EXTENSIONS or is_dicom(path):
                 found.append(path)
+            else:
+                ignored.append({"path": rel(path), "reason": "not an image file extension"})
     return found
 
 
@@ -207,7 +211,8 @@ def _prepare_folder(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
         used: set[str] = set()
         for path in _walk_images(dirs[name], root, ignored):
             try:
-                img, mode = decode_image(path)
+                is_image = path.suffix.lower() in IMAGE_EXTENSIONS
+                img, mode = decode_image(path) if is_image else decode_dicom(path)
                 if min(img.size) < MIN_SIDE:
                     raise ImageDecodeError(
                         f"too small ({img.width}x{img.height} px; the folder source needs at "
@@ -329,19 +334,46 @@ def _prepare_npz(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
     return classes, _report("npz", classes, counts, modes, [], [])
 
 
+# ---------------------------------------------------------------- medmnist, kaggle
+
+
+def _prepare_medmnist(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
+    """The official file (found or downloaded by ``medmnist_source``), read as an npz."""
+    npz_data, info = medmnist_source.resolve(data)
+    classes, report = _prepare_npz(npz_data, tmp)
+    report.update(source="medmnist", medmnist=info)
+    return classes, report
+
+
+def _prepare_kaggle(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
+    """The downloaded dataset folder (``kaggle_source``), read as a folder source."""
+    folder_data, info = kaggle_source.resolve(data)
+    classes, report = _prepare_folder(folder_data, tmp)
+    report.update(source="kaggle", kaggle=info)
+    return classes, report
+
+
 # ---------------------------------------------------------------- entry point
+
+_Prepare = Callable[[DataParams, int, Path], tuple[list[str], dict]]
+SOURCES: dict[str, _Prepare] = {
+    "synthetic": _prepare_synthetic,
+    "folder": lambda data, seed, tmp: _prepare_folder(data, tmp),
+    "npz": lambda data, seed, tmp: _prepare_npz(data, tmp),
+    "medmnist": lambda data, seed, tmp: _prepare_medmnist(data, tmp),
+    "kaggle": lambda data, seed, tmp: _prepare_kaggle(data, tmp),
+}
+"""``data.source`` -> its ingest: ``(data, seed, tmp) -> (class names, data report)``."""
 
 
 def prepare_raw(data: DataParams, seed: int, out_dir: str | os.PathLike) -> dict[str, Any]:
     """Materialise ``data`` under ``out_dir`` (atomically) and return the data report."""
+    prepare = SOURCES.get(data.source)
+    if prepare is None:  # pragma: no cover - DataParams validation forbids other values
+        raise MedclassError(
+            f"data.source '{data.source}' is unknown; use one of: {', '.join(SOURCES)}"
+        )
     with atomic_dir(out_dir) as tmp:
-        if data.source == "synthetic":
-            classes, report = _prepare_synthetic(data, seed, tmp)
-        elif data.source == "folder":
-            classes, report = _prepare_folder(data, tmp)
-        elif data.source == "npz":
-            classes, report = _prepare_npz(data, tmp)
-        else:  # pragma: no cover - DataParams validation forbids other values
-            raise MedclassError(f"data.source '{data.source}' is unknown; use synthetic/folder/npz")
+        classes, report = prepare(data, seed, tmp)
         write_json(tmp / "classes.json", {"classes": classes})
     return report

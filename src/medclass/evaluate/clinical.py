@@ -183,9 +183,9 @@ class Evaluation:
 
 
 def _predict(model: nn.Module, bundle: DataBundle, split: str, transform: BatchTransform,
-             cfg: StepConfig, batch: int) -> tuple[np.ndarray, np.ndarray]:
+             cfg: StepConfig, batch: int, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
     loader = make_loader(bundle.splits[split], batch, shuffle=False)
-    return predict_logits(model, loader, transform, cfg, desc=split)
+    return predict_logits(model, loader, transform, cfg, desc=split, tta=tta)
 
 
 def evaluate_model(
@@ -198,14 +198,15 @@ def evaluate_model(
     classes = list(meta["classes"])
     transform = BatchTransform(meta["mean"], meta["std"])
     cfg = StepConfig(device, progress=params.train.progress)
-    logits, labels = _predict(model, bundle, "test", transform, cfg, cfg_e.batch_size)
+    logits, labels = _predict(model, bundle, "test", transform, cfg, cfg_e.batch_size,
+                              cfg_e.tta)
     probs = softmax(logits)
     metrics = classification_metrics(probs, labels, classes)
     confusion = metrics.pop("confusion_matrix")
 
     fit = cfg_e.temperature_scaling
-    val_logits, val_labels = (_predict(model, bundle, "val", transform, cfg, cfg_e.batch_size)
-                              if fit else (logits, labels))
+    val_logits, val_labels = (_predict(model, bundle, "val", transform, cfg, cfg_e.batch_size,
+                                       cfg_e.tta) if fit else (logits, labels))
     cal = calibration_section(val_logits, val_labels, logits, labels, cfg_e.n_bins, fit)
     t = float(cal["temperature"])
     write_json(calibration_path, {

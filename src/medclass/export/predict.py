@@ -25,7 +25,7 @@ from tqdm import tqdm
 from medclass.data.images import IMAGE_EXTENSIONS, ImageDecodeError, is_hidden, load_image
 from medclass.errors import MedclassError
 from medclass.evaluate.ensemble import ensemble_probs, vote_counts
-from medclass.export.runtime import SUFFIX_KINDS, Runner, normalise
+from medclass.export.runtime import SUFFIX_KINDS, Runner, normalise_views
 from medclass.io import atomic_path, write_json
 
 EnsembleMode = Literal["mean", "vote"]
@@ -128,7 +128,7 @@ def _error_row(path: Path, reason: str) -> dict[str, Any]:
 
 
 def _predict_chunk(runners: Sequence[Runner], files: list[Path], classes: list[str],
-                   mode: EnsembleMode, top_k: int) -> list[dict[str, Any]]:
+                   mode: EnsembleMode, top_k: int, tta: str = "none") -> list[dict[str, Any]]:
     arrays: dict[tuple[int, int], dict[Path, np.ndarray]] = {}
     errors: dict[Path, str] = {}
     for key in {(int(r.meta["image_size"]), int(r.meta["channels"])) for r in runners}:
@@ -147,7 +147,8 @@ def _predict_chunk(runners: Sequence[Runner], files: list[Path], classes: list[s
             break
         key = (int(r.meta["image_size"]), int(r.meta["channels"]))
         batch = np.stack([arrays[key][f] for f in ok])
-        probs.append(softmax(r(normalise(batch, r.meta)), float(r.meta["temperature"])))
+        logits = np.mean([r(v) for v in normalise_views(batch, r.meta, tta)], axis=0)
+        probs.append(softmax(logits, float(r.meta["temperature"])))
     index = {f: i for i, f in enumerate(ok)}
     if ok:
         score, mean, votes = combine(probs, mode)
@@ -158,8 +159,13 @@ def _predict_chunk(runners: Sequence[Runner], files: list[Path], classes: list[s
 
 
 def predict(runners: Sequence[Runner], files: Sequence[Path], *, mode: EnsembleMode = "mean",
-            top_k: int = 3, batch_size: int = 32, progress: bool = True) -> list[dict[str, Any]]:
-    """One result row per file (``error`` set for unreadable files), in input order."""
+            top_k: int = 3, batch_size: int = 32, progress: bool = True,
+            tta: str = "none") -> list[dict[str, Any]]:
+    """One result row per file (``error`` set for unreadable files), in input order.
+
+    ``tta``: each model's logits are averaged over the test-time views (``flip``: the image
+    and its mirror; ``flip_rot``: also both rotated ±8°) before the temperature softmax.
+    """
     classes = check_compatible(runners)
     mode = mode if len(runners) > 1 else "mean"
     rows: list[dict[str, Any]] = []
@@ -167,7 +173,7 @@ def predict(runners: Sequence[Runner], files: Sequence[Path], *, mode: EnsembleM
               file=sys.stderr) as bar:
         for start in range(0, len(files), batch_size):
             chunk = list(files[start:start + batch_size])
-            rows.extend(_predict_chunk(runners, chunk, classes, mode, top_k))
+            rows.extend(_predict_chunk(runners, chunk, classes, mode, top_k, tta))
             bar.update(len(chunk))
     return rows
 
@@ -197,12 +203,14 @@ def write_results(path: Path, rows: list[dict[str, Any]], header: dict[str, Any]
             writer.writerow(out)
 
 
-def results_header(runners: Sequence[Runner], mode: EnsembleMode) -> dict[str, Any]:
+def results_header(runners: Sequence[Runner], mode: EnsembleMode,
+                   tta: str = "none") -> dict[str, Any]:
     """Models, their formats and temperatures, the ensemble mode and the class names."""
     return {
         "models": [{"path": str(r.path), "format": r.kind, "model": r.meta["model"],
                     "temperature": float(r.meta["temperature"])} for r in runners],
         "ensemble": mode if len(runners) > 1 else None,
+        "tta": tta,
         "classes": list(runners[0].meta["classes"]),
     }
 

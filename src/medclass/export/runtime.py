@@ -70,6 +70,17 @@ def normalise(images: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     return BatchTransform(meta["mean"], meta["std"])(x, train=False).contiguous().numpy()
 
 
+def normalise_views(
+    images: np.ndarray, meta: dict[str, Any], tta: str = "none"
+) -> list[np.ndarray]:
+    """The test-time views (``evaluate.tta``'s ``none``/``flip``/``flip_rot``) of ``normalise``."""
+    from medclass.data.dataset import BatchTransform
+
+    x = torch.from_numpy(np.array(images, dtype=np.uint8))
+    views = BatchTransform(meta["mean"], meta["std"]).views(x, tta)
+    return [v.contiguous().numpy() for v in views]
+
+
 def _is_torchscript(path: Path) -> bool:
     """TorchScript archives hold ``code/``; ``torch.save`` checkpoints do not."""
     try:

@@ -108,16 +108,35 @@ def check_image_size(model_name: str, image_size: int) -> None:
 
 
 def build_model(params: Params, num_classes: int, in_chans: int) -> nn.Module:
-    """The backbone named by ``params.model`` with a ``num_classes`` head."""
-    return create_model(
-        params.model,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        pretrained=params.train.pretrained,
-        drop_rate=params.train.drop_rate,
-        image_size=params.data.image_size,
-        **params.train.model_kwargs,
-    )
+    """The backbone named by ``params.model`` with a ``num_classes`` head.
+
+    ``train.drop_path`` > 0 is passed as ``drop_path_rate`` (stochastic depth, timm's
+    convention, also our backbones'); a backbone without it is refused in one line.
+    """
+    kwargs = dict(params.train.model_kwargs)
+    rate = params.train.drop_path
+    if rate:
+        kwargs["drop_path_rate"] = rate
+    no_drop_path = MedclassError(
+        f"train.drop_path: {params.model} has no stochastic depth (drop_path_rate); "
+        "set train.drop_path: 0 or pick a backbone with residual blocks")
+    try:
+        model = create_model(
+            params.model,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            pretrained=params.train.pretrained,
+            drop_rate=params.train.drop_rate,
+            image_size=params.data.image_size,
+            **kwargs,
+        )
+    except (MedclassError, TypeError) as exc:
+        if rate and "drop_path_rate" in f"{exc} {exc.__cause__}":
+            raise no_drop_path from None
+        raise
+    if rate and not any(getattr(m, "drop_prob", 0.0) for m in model.modules()):
+        raise no_drop_path  # accepted but ignored (e.g. a timm model taking **kwargs)
+    return model
 
 
 def model_meta(params: Params, data: DataBundle) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from medclass.data.dataset import BatchTransform
 from medclass.errors import MedclassError
 from medclass.train import distributed
+from medclass.train.freezing import own_params_frozen
 
 
 @dataclass
@@ -30,6 +32,7 @@ class StepConfig:
     channels_last: bool = False
     log_every: int = 50  # steps between progress-bar loss updates (each is one host sync)
     nonfinite_skip: int = 0  # optimizer steps with NaN/Inf loss or gradients that may be skipped
+    aux_loss_weight: float | None = None  # auxiliary-head loss weight; None: the model's own
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -56,14 +59,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def set_train_mode(model: nn.Module, frozen_backbone: bool) -> None:
-    """``model.train()``, but a frozen backbone keeps its BatchNorm statistics fixed."""
+    """``model.train()``, but a frozen backbone, and any BatchNorm layer whose own parameters
+    are all frozen (``finetune.strategy: gradual/partial``), keeps its statistics fixed."""
     model.train()
-    if frozen_backbone:
-        core = unwrap(model)
-        head_ids = {id(m) for m in core.get_classifier().modules()}
-        for m in core.modules():
-            if isinstance(m, _BatchNorm) and id(m) not in head_ids:
-                m.eval()
+    core = unwrap(model)
+    head_ids = {id(m) for m in core.get_classifier().modules()} if frozen_backbone else set()
+    for m in core.modules():
+        if not isinstance(m, _BatchNorm):
+            continue
+        if (frozen_backbone and id(m) not in head_ids) or own_params_frozen(m):
+            m.eval()
 
 
 def train_one_epoch(
@@ -78,8 +83,14 @@ def train_one_epoch(
     generator: torch.Generator,
     scaler: torch.amp.GradScaler | None = None,
     desc: str = "train",
+    ema: nn.Module | None = None,
+    mixer: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``; returns mean loss and accuracy.
+
+    ``ema`` (timm ``ModelEmaV3``) is updated after every optimizer step. ``mixer``
+    (``mixing.BatchMixer``) mixes each augmented batch and returns soft targets; the loss takes
+    them and accuracy counts the argmax of the mixed target.
 
     ``model`` may be wrapped in DistributedDataParallel: each rank then sees its shard of every
     global batch, draws that shard's augmentation from the shared generator, skips the
@@ -107,16 +118,22 @@ def train_one_epoch(
         xb = xb.to(dev, non_blocking=True)
         yb = yb.to(dev, non_blocking=True)
         x = transform(xb, train=True, generator=generator, shard=(rank, world))
-        x = _memory_format(x, cfg)
+        target = yb
+        if mixer is not None:
+            x, target = mixer(x, yb, generator, (rank, world))
+            yb = target.argmax(1)
+        x = to_memory_format(x, cfg)
         boundary = (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches
         sync = contextlib.nullcontext() if boundary or world == 1 else model.no_sync()
         with sync:
             with autocast(dev, cfg.amp_dtype):
                 logits = model(x)
-                loss = criterion(logits.float(), yb)
+                loss = criterion(logits.float(), target)
                 aux = getattr(core, "aux_logits", None)  # auxiliary head (e.g. inception)
                 if aux is not None:
-                    loss = loss + core.aux_loss_weight * criterion(aux.float(), yb)
+                    w = cfg.aux_loss_weight
+                    w = core.aux_loss_weight if w is None else w
+                    loss = loss + w * criterion(aux.float(), target)
             scaled = loss / cfg.accum_steps
             (scaler.scale(scaled) if scaler else scaled).backward()
         finite = torch.isfinite(loss.detach())
@@ -129,6 +146,8 @@ def train_one_epoch(
                 scheduler.step()  # the schedule stays aligned with the epoch
             else:
                 _step(optimizer, scheduler, cfg, scaler)
+                if ema is not None:
+                    ema.update(core, step=scheduler.last_epoch)
         n = torch.where(finite, len(yb), 0)
         loss_sum += torch.where(finite, loss.detach() * len(yb), 0.0)
         correct += torch.where(finite, (logits.detach().argmax(1) == yb).sum(), 0)
@@ -193,8 +212,11 @@ def predict_logits(
     transform: BatchTransform,
     cfg: StepConfig,
     desc: str = "eval",
+    tta: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits (float32, N×K) and labels for every sample of the dataset, in dataset order.
+
+    ``tta`` (``flip``/``flip_rot``): the logits are the mean over the test-time views.
 
     Under DDP the loader holds this rank's interleaved shard (``make_loader(distributed=True)``);
     the shards are gathered so every rank returns the whole, ordered result.
@@ -202,9 +224,14 @@ def predict_logits(
     model.eval()
     outs, labels = [], []
     for xb, yb in tqdm(loader, desc=desc, leave=False, disable=_quiet(cfg)):
-        x = _memory_format(transform(xb.to(cfg.device, non_blocking=True), train=False), cfg)
-        with autocast(cfg.device, cfg.amp_dtype):
-            outs.append(model(x).float())
+        xb = xb.to(cfg.device, non_blocking=True)
+        views = transform.views(xb, tta) if tta != "none" else [transform(xb, train=False)]
+        total = None
+        for x in views:
+            with autocast(cfg.device, cfg.amp_dtype):
+                out = model(to_memory_format(x, cfg)).float()
+            total = out if total is None else total + out
+        outs.append(total / len(views))
         labels.append(yb.to(cfg.device))
     logits, ys = torch.cat(outs), torch.cat(labels)
     if _shard(loader)[1] > 1:
@@ -222,7 +249,7 @@ def _shard(loader: DataLoader) -> tuple[int, int]:
     return 0, 1
 
 
-def _memory_format(x: torch.Tensor, cfg: StepConfig) -> torch.Tensor:
+def to_memory_format(x: torch.Tensor, cfg: StepConfig) -> torch.Tensor:
     """NHWC (``channels_last``) batches when configured: faster convs under bf16/fp16."""
     return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 

@@ -234,9 +234,9 @@ def _remove_stale(paths: KFoldPaths, k: int) -> None:
 
 
 def _predict(model: torch.nn.Module, ds: CachedDataset, transform: BatchTransform,
-             cfg: StepConfig, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+             cfg: StepConfig, batch_size: int, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
     loader = make_loader(ds, batch_size, shuffle=False)
-    logits, labels = predict_logits(model, loader, transform, cfg, desc="predict")
+    logits, labels = predict_logits(model, loader, transform, cfg, desc="predict", tta=tta)
     return torch.softmax(torch.from_numpy(logits).double(), 1).numpy(), labels  # float64
 
 
@@ -314,14 +314,15 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
         return {}
 
     cfg = StepConfig(resolve_device(params.train.device), progress=params.train.progress)
-    bs = params.train.eval_batch_size
+    bs, tta = params.train.eval_batch_size, params.evaluate.tta
     per_fold, test_probs = {}, []
     for i, (tr, va) in enumerate(folds):
         ckpt = load_checkpoint(paths.best(i))
         model = model_from_checkpoint(ckpt).to(cfg.device)
         transform = BatchTransform(ckpt["meta"]["mean"], ckpt["meta"]["std"])
-        vp, vy = _predict(model, CachedDataset(RowView(parts, va), labels[va]), transform, cfg, bs)
-        tp, ty = _predict(model, test, transform, cfg, bs)
+        vp, vy = _predict(model, CachedDataset(RowView(parts, va), labels[va]), transform, cfg, bs,
+                          tta)
+        tp, ty = _predict(model, test, transform, cfg, bs, tta)
         test_probs.append(tp)
         rec = records[i]
         per_fold[f"fold_{i}"] = {
@@ -335,7 +336,7 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
     test_mean, test_std = mean_std([f["test"] for f in per_fold.values()])
     result = {
         "model": params.model, "folds": kf.folds, "n_trainval": int(len(labels)),
-        "n_test": int(len(test)),
+        "n_test": int(len(test)), "tta": tta,
         "val": {"mean": val_mean, "std": val_std},
         "test_single": {"mean": test_mean, "std": test_std},
         "test_ensemble": {m: _pick(summary_metrics(probs[m], test.labels)) for m in methods},

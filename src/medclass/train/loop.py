@@ -13,14 +13,18 @@ import torch
 from torch import nn
 
 from medclass.config import TrainParams
+from medclass.data.augment import resolve_spec
 from medclass.data.dataset import BatchTransform, make_loader
 from medclass.evaluate.metrics import summary_metrics
 from medclass.io import load_checkpoint, save_checkpoint
 from medclass.train import distributed
 from medclass.train.context import DataBundle, amp_dtype, resolve_device, use_channels_last
 from medclass.train.engine import StepConfig, place_model, predict_logits, train_one_epoch
-from medclass.train.losses import build_criterion
+from medclass.train.freezing import build_freezer, freeze_backbone
+from medclass.train.losses import aux_loss_weight, build_criterion
+from medclass.train.mixing import build_mixer
 from medclass.train.optim import build_optimizer, build_scheduler
+from medclass.train.swa import build_averager
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,12 @@ class Phase:
     min_epochs: int = 0
     min_delta: float = 0.0
     layer_decay: float | None = None  # None: one backbone LR; else layer-wise decay factor
+    milestones: tuple[float, ...] = (0.5, 0.75)  # multistep: epoch fractions of LR x gamma
+    gamma: float = 0.1
+    unfreeze_epochs: tuple[int, ...] = ()  # gradual: one more layer group trains at each epoch
+    freeze_stages: int = 0  # partial: the first N layer groups stay frozen
+    swa_start: int | None = None  # SWA: first averaged epoch (0-based); None: off
+    swa_lr: float | None = None  # SWA: constant head LR in the averaged epochs; None: schedule
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,28 @@ def _log_row(live, row: dict[str, float]) -> None:
     live.next_step()
 
 
+def check_input_sizes(model: nn.Module, sizes: tuple[int, ...], channels: int,
+                      device: torch.device) -> None:
+    """One no-grad batch-1 forward per ``train.aug.multiscale`` size, so a model built for a
+    fixed input size stops with a one-line error before training, not mid-epoch."""
+    if not sizes:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for size in sizes:
+                try:
+                    model(torch.zeros(1, channels, size, size, device=device))
+                except Exception as e:  # noqa: BLE001 - any failure means the size is unusable
+                    raise ValueError(
+                        f"train.aug.multiscale: the model cannot take {size} px inputs "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                        "use sizes it accepts or null") from None
+    finally:
+        model.train(was_training)
+
+
 def fit(
     model: nn.Module,
     phase: Phase,
@@ -130,17 +162,17 @@ def fit(
         device = torch.device("cuda", torch.cuda.current_device())
     frozen = phase.backbone_lr is None
     if frozen:
-        head_ids = {id(p) for p in model.get_classifier().parameters()}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in head_ids)
+        freeze_backbone(model)
     dtype = amp_dtype(device, train.precision)
     cfg = StepConfig(device, dtype, train.accum_steps, train.grad_clip, frozen,
                      train.progress and dist_info.is_main,
                      channels_last=use_channels_last(train.channels_last, dtype),
-                     log_every=train.log_every, nonfinite_skip=train.nonfinite_skip)
+                     log_every=train.log_every, nonfinite_skip=train.nonfinite_skip,
+                     aux_loss_weight=aux_loss_weight(model, train.aux_loss_weight))
     place_model(model, cfg)
-    net = _wrap(model, train, dist_info)
-    transform = BatchTransform(data.stats["mean"], data.stats["std"], train.augment)
+    spec = resolve_spec(train.augment, train.aug.model_dump())
+    transform = BatchTransform(data.stats["mean"], data.stats["std"], spec)
+    check_input_sizes(model, spec.multiscale, len(data.stats["mean"]), device)
     train_ds, val_ds = data.splits["train"], data.splits["val"]
     shard = (dist_info.rank, dist_info.world_size) if dist_info.enabled else None
     pin = device.type == "cuda" if train.pin_memory == "auto" else bool(train.pin_memory)
@@ -150,18 +182,28 @@ def fit(
     val_loader = make_loader(val_ds, train.eval_batch_size, shuffle=False,
                              num_workers=train.num_workers, pin_memory=pin,
                              shard=shard)
+    mixer = build_mixer(train.mixup, len(data.classes), train.label_smoothing)
     criterion = build_criterion(train_ds.labels, len(data.classes),
-                                weights_mode=train.class_weights,
-                                label_smoothing=train.label_smoothing).to(device)
+                                weights_mode=train.class_weights,  # mixer: smoothing in targets
+                                label_smoothing=0.0 if mixer else train.label_smoothing,
+                                loss=train.loss, focal_gamma=train.focal_gamma,
+                                focal_alpha=train.focal_alpha).to(device)
     optimizer = build_optimizer(model, head_lr=phase.head_lr, backbone_lr=phase.backbone_lr,
                                 weight_decay=phase.weight_decay, layer_decay=phase.layer_decay)
     steps = -(-len(train_loader) // train.accum_steps)
     scheduler = build_scheduler(optimizer, phase.scheduler, epochs=max(phase.epochs, 1),
                                 steps_per_epoch=steps, warmup_epochs=phase.warmup_epochs,
-                                min_lr_ratio=phase.min_lr_ratio)
+                                min_lr_ratio=phase.min_lr_ratio,
+                                milestones=phase.milestones, gamma=phase.gamma)
+    freezer = build_freezer(model, phase.unfreeze_epochs, phase.freeze_stages)
+    if freezer is not None:  # after the optimizer (it holds every parameter), before DDP
+        freezer.apply(0)
+    net = _wrap(model, train, dist_info)
+    swa = build_averager(model, phase.swa_start, phase.swa_lr, optimizer, steps)
     use_scaler = cfg.amp_dtype == torch.float16
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     stopper = EarlyStopping(phase)
+    ema = build_ema(model, train.ema_decay)
     history: list[dict[str, float]] = []
     best_state = copy.deepcopy(model.state_dict())
     start_epoch, stopped_early = 0, False
@@ -175,6 +217,10 @@ def fit(
             scaler.load_state_dict(resume["scaler"])
         torch.set_rng_state(resume["rng"])
         stopper.load_state_dict(resume["early_stop"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        if swa is not None:
+            swa.load_state_dict(resume["swa"])
         history, best_state = resume["history"], resume["best_model"]
         start_epoch = resume["epoch"] + 1
         log.warning("%s: resuming after epoch %d from %s", phase.name, start_epoch, outputs.last)
@@ -185,13 +231,21 @@ def fit(
     for epoch in range(start_epoch, phase.epochs):
         train_loader.sampler.set_epoch(epoch)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        tr = train_one_epoch(net, train_loader, transform, criterion, optimizer, scheduler, cfg,
-                             generator=gen, scaler=scaler, desc=f"{phase.name} {epoch + 1}")
+        if freezer is not None:  # the frozen groups follow from the epoch (also on resume)
+            log.info("%s epoch %d: %d of %d layer groups frozen", phase.name, epoch + 1,
+                     freezer.apply(epoch), len(freezer.groups))
+        sched = scheduler if swa is None else swa.scheduler(epoch, scheduler)
+        tr = train_one_epoch(net, train_loader, transform, criterion, optimizer, sched, cfg,
+                             generator=gen, scaler=scaler, desc=f"{phase.name} {epoch + 1}",
+                             ema=ema, mixer=mixer)
+        if swa is not None:
+            swa.update(epoch, model)
         if tr["skipped"]:
             log.warning("%s epoch %d: skipped %d optimizer step(s) with NaN/Inf loss or "
                         "gradients (train.nonfinite_skip=%d per epoch)", phase.name, epoch + 1,
                         tr["skipped"], train.nonfinite_skip)
-        logits, labels = predict_logits(net, val_loader, transform, cfg, desc="val")
+        scored = net if ema is None else ema.module  # the weights that are checkpointed
+        logits, labels = predict_logits(scored, val_loader, transform, cfg, desc="val")
         probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
         val = summary_metrics(probs, labels)
         row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
@@ -202,7 +256,7 @@ def fit(
             _log_row(live, row)
         improved, stop = stopper.step(epoch, row[phase.monitor])
         if improved:
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy((model if ema is None else ema.module).state_dict())
             if main:
                 save_checkpoint(outputs.best, {"model": best_state,
                                                "meta": {**meta, "epoch": epoch}})
@@ -215,6 +269,8 @@ def fit(
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None,
                 "rng": torch.get_rng_state(), "early_stop": stopper.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "swa": swa.state_dict() if swa is not None else None,
                 "history": history, "best_model": best_state,
             })
         log.info("%s epoch %d: %s", phase.name, epoch + 1,
@@ -222,6 +278,15 @@ def fit(
         if stop:
             break
     best_epoch = stopper.best_epoch
+    best_row = next((r for r in history if r["epoch"] == best_epoch), {})
+    if swa is not None and swa.n_averaged:  # the average replaces the best raw weights
+        averaged = swa.finish(model, train_ds, transform, cfg, train.batch_size)
+        logits, labels = predict_logits(averaged, val_loader, transform, cfg, desc="val swa")
+        val = summary_metrics(torch.softmax(torch.from_numpy(logits), 1).numpy(), labels)
+        best_row = {k: val[m] for k, m in MONITOR_KEYS.items()}
+        best_state, best_epoch = copy.deepcopy(averaged.state_dict()), history[-1]["epoch"]
+        log.info("%s: SWA of %d epochs: %s", phase.name, swa.n_averaged,
+                 ", ".join(f"{k}={v:.4f}" for k, v in best_row.items() if v is not None))
     if main:
         live.end()
         # Always (re)write the best weights: a resumed run may not improve, and zero epochs
@@ -230,7 +295,6 @@ def fit(
         if not history:
             _mark_complete(outputs.last, fingerprint)
     distributed.barrier()  # outputs are on disk before any rank reads them
-    best_row = next((r for r in history if r["epoch"] == best_epoch), {})
     log.info("%s: %d epochs in %.1fs", phase.name, len(history), time.perf_counter() - t0)
     return {
         "epochs_run": len(history),
@@ -240,8 +304,23 @@ def fit(
         **{f"best_{k}": v for k, v in best_row.items() if k.startswith("val_")},
         "final_train_loss": history[-1]["train_loss"] if history else None,
         "final_train_acc": history[-1]["train_acc"] if history else None,
+        **({"swa_epochs": swa.n_averaged} if swa is not None else {}),
         "phase": asdict(phase),
     }
+
+
+def build_ema(model: nn.Module, decay: float | None) -> nn.Module | None:
+    """timm's ``ModelEmaV3`` of ``model`` (``train.ema_decay``; None: off), float32 weights.
+
+    The decay warms up (``1 - (1 + step)^(-3/4)``, capped at ``decay``) so short runs still
+    average recent weights rather than the initialisation. With EMA on, validation, early
+    stopping and the best checkpoint use the averaged weights.
+    """
+    if decay is None:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=decay, use_warmup=True, warmup_power=0.75)
 
 
 def _wrap(model: nn.Module, train: TrainParams, d: distributed.DistInfo) -> nn.Module:

@@ -64,8 +64,12 @@ def build_scheduler(
     steps_per_epoch: int,
     warmup_epochs: int = 0,
     min_lr_ratio: float = 0.0,
+    milestones: tuple[float, ...] = (0.5, 0.75),
+    gamma: float = 0.1,
 ) -> LRScheduler:
-    """Per-step LR schedule: ``cosine`` (linear warmup, cosine), ``onecycle`` or ``constant``."""
+    """Per-step LR schedule: ``cosine`` (linear warmup, cosine), ``onecycle``, ``constant`` or
+    ``multistep`` (after warmup, LR × ``gamma`` at each epoch fraction in ``milestones``,
+    rounded down to a whole epoch: the MedMNIST protocol's ×0.1 at 50 % and 75 %)."""
     total = max(1, epochs * steps_per_epoch)
     warmup = min(total - 1, warmup_epochs * steps_per_epoch) if total > 1 else 0
     if kind == "onecycle":
@@ -79,6 +83,9 @@ def build_scheduler(
             return (step + 1) / (warmup + 1)
         if kind == "constant":
             return 1.0
+        if kind == "multistep":
+            epoch = step // steps_per_epoch
+            return gamma ** sum(epoch >= int(m * epochs) for m in milestones)
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -57,15 +57,23 @@ def finetune_phase(
     """Stage 2 (``finetune.*``): all parameters, separate LRs, schedule, early stopping.
 
     ``epochs``/``patience`` override ``finetune.epochs``/``finetune.patience`` (kfold).
+    ``finetune.strategy`` ``gradual``/``partial`` freeze layer groups (``train.freezing``);
+    ``train.swa`` averages the epochs from ``start_frac`` on and turns early stopping off.
     """
     ft = params.finetune
+    n_epochs = ft.epochs if epochs is None else epochs
     mult, scheduler = resolve_finetune_defaults(params)
     decay = ft.layer_decay if ft.strategy == "layer_decay" else None
-    logging.info("finetune: backbone LR x%g of %g, %s schedule%s", mult, ft.lr, scheduler,
-                 f", layer decay {decay}" if decay else "")
+    swa = params.train.swa
+    swa_start = (None if swa.start_frac is None
+                 else min(n_epochs - 1, int(swa.start_frac * n_epochs)))
+    logging.info("finetune: backbone LR x%g of %g, %s schedule%s%s", mult, ft.lr, scheduler,
+                 f", layer decay {decay}" if decay else "",
+                 f", SWA from epoch {swa_start + 1} (no early stopping)"
+                 if swa_start is not None else "")
     return Phase(
         "finetune",
-        epochs=ft.epochs if epochs is None else epochs,
+        epochs=n_epochs,
         head_lr=ft.lr,
         backbone_lr=ft.lr * mult,
         weight_decay=ft.weight_decay,
@@ -73,8 +81,14 @@ def finetune_phase(
         layer_decay=decay,
         warmup_epochs=ft.warmup_epochs,
         min_lr_ratio=ft.min_lr_ratio,
+        milestones=tuple(ft.milestones),
+        gamma=ft.gamma,
         monitor=ft.monitor,
-        patience=ft.patience if patience is None else patience,
+        patience=None if swa_start is not None else ft.patience if patience is None else patience,
         min_epochs=ft.min_epochs,
         min_delta=ft.min_delta,
+        unfreeze_epochs=tuple(ft.unfreeze_epochs) if ft.strategy == "gradual" else (),
+        freeze_stages=ft.freeze_stages if ft.strategy == "partial" else 0,
+        swa_start=swa_start,
+        swa_lr=swa.lr if swa_start is not None else None,
     )

@@ -1,146 +1,26 @@
-"""The params.yaml schema (one pydantic model per stage group) and ``load_params``."""
+"""The whole params.yaml (``Params``), the remaining stage groups, ``load_params``."""
 
 from __future__ import annotations
 
 import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from medclass.config.base import _Strict
+from medclass.config.data import DataParams, SplitParams
+from medclass.config.train import FinetuneParams, HeadParams, TrainParams
 from medclass.errors import MedclassError
 
 PARAMS_FILE = "params.yaml"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SyntheticParams(_Strict):
-    """Built-in procedurally generated chest-film-like dataset."""
-
-    classes: list[str] = Field(
-        default=["normal", "nodule", "opacity", "effusion"], min_length=2
-    )
-    images_per_class: int = Field(default=150, ge=3, le=100_000)
-    size: int = Field(default=64, ge=16, le=1024)
-    imbalance: float = Field(default=1.0, ge=1.0, le=100.0)
-    difficulty: float = Field(default=0.5, ge=0.0, le=1.0)
-
-
-class DataParams(_Strict):
-    """Where images come from and how they are decoded for training."""
-
-    source: Literal["synthetic", "folder", "npz"] = "synthetic"
-    path: str = "data/external"
-    class_names: list[str] | None = None
-    image_size: int = Field(default=32, ge=8, le=2048)
-    channels: Literal["auto", 1, 3] = "auto"
-    metadata: str | None = Field(default="metadata.csv", min_length=1)
-    synthetic: SyntheticParams = SyntheticParams()
-
-    @model_validator(mode="after")
-    def _metadata_inside_data_path(self) -> DataParams:
-        meta = self.metadata
-        if meta is not None and (
-            Path(meta).is_absolute() or meta.startswith(("/", "\\")) or ".." in Path(meta).parts
-        ):
-            raise ValueError(
-                f"metadata must be a path relative to data.path, inside it (got {meta!r})"
-            )
-        return self
-
-
-class SplitParams(_Strict):
-    """Stratified train/val/test split; duplicates and ``group_by`` groups stay in one split."""
-
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
-    test_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
-    use_predefined: bool = True
-    near_duplicate_distance: int | None = Field(default=8, ge=0, le=64)
-    group_by: str | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _fractions_leave_train(self) -> SplitParams:
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must be < 1 to leave a train split")
-        return self
-
-
-class TrainParams(_Strict):
-    """Settings shared by the head and finetune stages."""
-
-    batch_size: int = Field(default=64, ge=1)
-    eval_batch_size: int = Field(default=256, ge=1)
-    num_workers: int = Field(default=0, ge=0)
-    augment: Literal["none", "light"] = "light"
-    label_smoothing: float = Field(default=0.1, ge=0.0, lt=1.0)
-    class_weights: Literal["none", "balanced"] = "none"
-    grad_clip: float | None = Field(default=1.0, gt=0.0)
-    accum_steps: int = Field(default=1, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    channels_last: Literal["auto"] | bool = "auto"
-    compile: bool = False
-    pin_memory: Literal["auto"] | bool = "auto"
-    log_every: int = Field(default=50, ge=1)
-    nonfinite_skip: int = Field(default=0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    deterministic: bool = True
-    nproc_per_node: int = Field(default=1, ge=1, le=1024)
-    nnodes: int = Field(default=1, ge=1, le=4096)
-    rdzv_endpoint: str = Field(default="localhost:0", pattern=r"^[^\s:]+:\d+$")
-    pretrained: str = "none"
-    drop_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    model_kwargs: dict[str, Any] = {}
-    progress: bool = True
-
-
-    @model_validator(mode="after")
-    def _batches_split_over_processes(self) -> TrainParams:
-        world = self.nproc_per_node * self.nnodes
-        for key in ("batch_size", "eval_batch_size"):
-            if getattr(self, key) % world:
-                raise ValueError(
-                    f"{key}={getattr(self, key)} is the global batch and must divide evenly over "
-                    f"nproc_per_node x nnodes = {world} processes"
-                )
-        return self
-
-class HeadParams(_Strict):
-    """Stage 1: train the classifier head (see README for from-scratch backbones)."""
-
-    mode: Literal["auto", "frozen", "full", "skip"] = "auto"
-    epochs: int = Field(default=3, ge=0)
-    lr: float = Field(default=1e-3, gt=0.0)
-    weight_decay: float = Field(default=1e-4, ge=0.0)
-
-
-class FinetuneParams(_Strict):
-    """Stage 2: all parameters, AdamW with separate backbone/head learning rates."""
-
-    epochs: int = Field(default=12, ge=1)
-    lr: float = Field(default=1e-3, gt=0.0)
-    backbone_lr_mult: Literal["auto"] | Annotated[float, Field(gt=0.0, le=10.0)] = "auto"
-    strategy: Literal["full", "layer_decay"] = "full"
-    layer_decay: float = Field(default=0.75, gt=0.0, le=1.0)
-    weight_decay: float = Field(default=0.05, ge=0.0)
-    scheduler: Literal["auto", "cosine", "onecycle", "constant"] = "auto"
-    warmup_epochs: int = Field(default=1, ge=0)
-    min_lr_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
-    monitor: Literal["val_loss", "val_acc", "val_auc", "val_f1"] = "val_loss"
-    patience: int = Field(default=5, ge=1)
-    min_epochs: int = Field(default=3, ge=0)
-    min_delta: float = Field(default=0.0, ge=0.0)
 
 
 class VerifyParams(_Strict):
@@ -175,6 +55,7 @@ class EvaluateParams(_Strict):
     embedding: Literal["pca", "tsne", "none"] = "pca"
     gallery: int = Field(default=16, ge=0, le=100)
     report: bool = True
+    tta: Literal["none", "flip", "flip_rot"] = "none"
 
     @model_validator(mode="after")
     def _mc_passes_off_or_several(self) -> EvaluateParams:
@@ -279,6 +160,12 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
         raise MedclassError(_format_error(err, source)) from None
     from medclass.models.registry import check_model_name, get_spec
 
+    t = params.train
+    if params.finetune.strategy == "gradual" and t.nproc_per_node * t.nnodes > 1:
+        raise MedclassError(
+            f"{source}: finetune.strategy: gradual changes the trained parameters between "
+            "epochs, which DDP cannot follow; use partial or train.nproc_per_node: 1"
+        )
     check_model_name(params.model)
     min_size = get_spec(params.model).min_size
     if params.data.image_size < min_size:
