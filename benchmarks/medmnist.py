@@ -94,6 +94,7 @@ def run_dataset(name: str, npz: Path, workdir: Path) -> dict[str, Any]:
            "recipe": {"file": f"configs/{recipe}.yaml", "about": describe_recipe(path),
                       "settings": yaml.safe_load(path.read_text(encoding="utf-8")),
                       "target": target, "result_from": kind}}
+    row["machine"] = describe()  # per row: a rerun of one dataset keeps the other's machine
     acc, auc = row["test_acc"], row["test_auc"]
     row["beats"] = {ref: acc > vals[name][0] and auc > vals[name][1]
                     for ref, vals in PAPER.items()}
@@ -143,7 +144,9 @@ def main() -> None:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    kept = {n: previous[n] for n in RUNS if n in previous and n not in results}
+    # rows from an earlier run stay, with the machine they ran on (older files: the top-level one)
+    kept = {n: {**previous[n], "machine": previous[n].get("machine", previous.get("machine"))}
+            for n in RUNS if n in previous and n not in results}
     write_results(args.out, {**kept, **results, "paper": {k: {n: list(v) for n, v in r.items()}
                                                           for k, r in PAPER.items()},
                              "machine": describe()})

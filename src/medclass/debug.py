@@ -25,7 +25,7 @@ from medclass.config import Params
 from medclass.data.augment import resolve_spec
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
 from medclass.errors import MedclassError
-from medclass.evaluate.figures import _figure, _save
+from medclass.evaluate.figures import new_figure, save_png
 from medclass.io import write_text
 from medclass.models.registry import check_model_name
 from medclass.stages._common import SPLIT_DIR
@@ -225,7 +225,7 @@ def write_lr_schedule(schedules: list[PhaseSchedule], out: Path) -> Path:
                 w.writerow([s.name, i, i // s.steps_per_epoch, group, repr(v)])
     csv_path = out.with_suffix(".csv")
     write_text(csv_path, buf.getvalue())
-    fig = _figure(5.6 * len(schedules), 4.0)  # 100 dpi
+    fig = new_figure(5.6 * len(schedules), 4.0)  # 100 dpi
     for i, s in enumerate(schedules, 1):
         ax = fig.add_subplot(1, len(schedules), i)
         for group, values in s.lrs.items():
@@ -240,7 +240,7 @@ def write_lr_schedule(schedules: list[PhaseSchedule], out: Path) -> Path:
         else:
             ax.text(0.5, 0.5, "no steps (0 epochs)", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    _save(fig, out)
+    save_png(fig, out)
     return csv_path
 
 
@@ -277,7 +277,7 @@ def dataset_grid(params: Params, out: Path, *, per_class: int = 8) -> tuple[int,
     x = transform(xb, train=True, generator=gen) * transform.std + transform.mean
     images = x.clamp(0, 1).numpy()
     width, height = LABEL_PX + per_class * CELL_PX, TITLE_PX + len(data.classes) * CELL_PX
-    fig = _figure((width + 0.5) / 100, (height + 0.5) / 100)  # 100 dpi; Agg truncates to int px
+    fig = new_figure((width + 0.5) / 100, (height + 0.5) / 100)  # 100 dpi; Agg truncates to int px
     knobs = spec.describe()
     fig.text(4 / width, 1 - TITLE_PX / 2 / height,
              f"train.augment: {params.train.augment} ({knobs}), seed {params.seed}",
@@ -297,7 +297,7 @@ def dataset_grid(params: Params, out: Path, *, per_class: int = 8) -> tuple[int,
         counts = int((train.labels == c).sum())
         fig.text(4 / width, 1 - (TITLE_PX + (c + 0.5) * CELL_PX) / height, f"{name}\n(n={counts})",
                  va="center", fontsize=8)
-    _save(fig, out)
+    save_png(fig, out)
     return width, height
 
 

@@ -57,7 +57,7 @@ def _fake_medmnist(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[
 
     module = types.ModuleType("medmnist")
     module.INFO = {"pneumoniamnist": {"python_class": "PneumoniaMNIST",
-                                      "label": {"1": "pneumonia", "0": "normal"}}}
+                                      "label": {"1": "other", "0": "names"}}}
     module.PneumoniaMNIST = PneumoniaMNIST
     monkeypatch.setitem(sys.modules, "medmnist", module)
     monkeypatch.setattr(medmnist_source, "online", lambda *a, **k: True)
@@ -78,13 +78,14 @@ def test_local_file_is_read_by_the_npz_ingest(tmp_path: Path, no_medmnist: None)
     assert report["source"] == "medmnist" and report["n_images"] == 13
     assert report["medmnist"] == {"name": "pneumoniamnist", "size": 28,
                                   "file": str(tmp_path / "ext" / "pneumoniamnist.npz")}
-    assert json.loads((out / "classes.json").read_text()) == {"classes": ["class_0", "class_1"]}
+    # the official label names without the package installed
+    assert json.loads((out / "classes.json").read_text()) == {"classes": ["normal", "pneumonia"]}
     with (out / "predefined_split.csv").open(newline="") as fh:
         splits = [r["split"] for r in csv.DictReader(fh)]
     assert {s: splits.count(s) for s in ("train", "val", "test")} == {
         "train": 6, "val": 3, "test": 4}
-    named = _data(tmp_path / "ext", class_names=["normal", "pneumonia"])
-    assert prepare_raw(named, 0, tmp_path / "raw2")["classes"] == {"normal": 7, "pneumonia": 6}
+    named = _data(tmp_path / "ext", class_names=["healthy", "sick"])
+    assert prepare_raw(named, 0, tmp_path / "raw2")["classes"] == {"healthy": 7, "sick": 6}
 
 
 def test_explicit_npz_path_and_size_file_name(tmp_path: Path, no_medmnist: None) -> None:
@@ -122,7 +123,7 @@ def test_download_through_the_package(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(calls) == 1 and calls[0]["download"] and calls[0]["size"] == 64
     assert Path(calls[0]["root"]).parent == ext  # a scratch folder beside the target
     assert sorted(p.name for p in ext.iterdir()) == ["pneumoniamnist_64.npz"]  # scratch gone
-    # class names from medmnist.INFO, in label order
+    # class names from the static table, in label order (the fake package's INFO is not read)
     assert json.loads((tmp_path / "raw" / "classes.json").read_text()) == {
         "classes": ["normal", "pneumonia"]}
     assert report["classes"] == {"normal": 7, "pneumonia": 6}
@@ -174,3 +175,17 @@ def test_real_official_breastmnist(tmp_path: Path, no_medmnist: None) -> None:
     with np.load(official) as src:
         n = sum(len(src[f"{s}_labels"]) for s in ("train", "val", "test"))
     assert report["n_images"] == n and report["n_classes"] == 2 and report["source"] == "medmnist"
+
+
+def test_label_table_covers_every_dataset_and_a_wrong_file_is_caught(
+    tmp_path: Path, no_medmnist: None
+) -> None:
+    from medclass.config.data import MEDMNIST_2D_NAMES
+    from medclass.data.medmnist_source import LABELS
+
+    assert set(LABELS) == set(MEDMNIST_2D_NAMES)
+    assert LABELS["breastmnist"] == ("malignant", "normal, benign")
+    assert len(LABELS["bloodmnist"]) == 8
+    _official_npz(tmp_path / "octmnist.npz")  # 2 labels, but OCTMNIST has 4 classes
+    with pytest.raises(MedclassError, match="has 2 distinct labels but MedMNIST octmnist has 4"):
+        prepare_raw(_data(tmp_path, "octmnist"), 0, tmp_path / "raw")

@@ -24,6 +24,35 @@ def test_differential_lrs_and_no_decay_on_norms_and_biases():
     assert n_opt == len(list(model.parameters()))
 
 
+@pytest.mark.parametrize("name,exempt", [
+    ("deit", {"cls_token", "dist_token", "pos_embed"}),
+    ("vit_hybrid", {"cls_token", "pos_embed"}),
+    ("swin", {"table"}), ("coatnet", {"table"}), ("maxvit", {"table"}),
+])
+def test_tokens_position_embeddings_and_bias_tables_get_no_weight_decay(name, exempt):
+    from medclass.models.checks import TINY_KWARGS
+
+    model = create_model(name, num_classes=3, in_chans=1, **TINY_KWARGS.get(name, {}))
+    opt = build_optimizer(model, head_lr=1e-3, backbone_lr=1e-4, weight_decay=0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    exempted = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0
+                for p in g["params"] if p.ndim >= 2}
+    assert exempted and {n.rsplit(".", 1)[-1] for n in exempted} == exempt
+    assert not any(n.rsplit(".", 1)[-1] in exempt for n in decayed)
+    assert any(n.endswith("weight") for n in decayed)  # ordinary weights still decay
+
+
+def test_timm_no_weight_decay_names_are_honoured():
+    timm = pytest.importorskip("timm")
+    from medclass.train.optim import no_weight_decay_ids
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=2)
+    wrapper = torch.nn.Sequential(vit)  # found on any submodule, names relative to it
+    ids = no_weight_decay_ids(wrapper)
+    assert ids == {id(vit.pos_embed), id(vit.cls_token)}
+
+
 def test_frozen_backbone_optimises_only_the_head():
     model = create_model("simple_cnn_tiny", num_classes=3, in_chans=1)
     opt = build_optimizer(model, head_lr=1e-3, backbone_lr=None, weight_decay=0.0)

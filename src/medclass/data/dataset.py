@@ -104,6 +104,11 @@ def make_loader(
     )
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixel values → float32 in [0, 1]."""
+    return x.float().div_(255.0)
+
+
 class BatchTransform:
     """uint8 batch → normalised float batch, with per-sample augmentation when training.
 
@@ -131,14 +136,14 @@ class BatchTransform:
         shard: tuple[int, int] = (0, 1),
     ) -> torch.Tensor:
         """Normalise (and augment when ``train``); ``shard=(rank, world)`` for a DDP shard."""
-        x = x.float().div_(255.0)
+        x = to_unit(x)
         if train and self.augmenter is not None:
             x = self.augmenter(x, generator, shard)
         return self.normalise(x)
 
     def views(self, x: torch.Tensor, tta: str = "none") -> list[torch.Tensor]:
         """Normalised evaluation views of a uint8 batch (``tta_views``; one for ``none``)."""
-        x = x.float().div_(255.0)
+        x = to_unit(x)
         return [self.normalise(view(x)) for view in tta_views(tta)]
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:

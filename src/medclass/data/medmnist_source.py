@@ -9,8 +9,8 @@ into place, so an interrupted download never leaves a partial file. Otherwise pr
 with one line naming the exact file it needs and where to get it.
 
 The file is then read by the ``npz`` source's ingest (official split kept in
-``predefined_split.csv``). Class names: ``data.class_names`` when given, else the labels of
-``medmnist.INFO`` when the package is importable, else ``class_0``, ``class_1``, ...
+``predefined_split.csv``). Class names: ``data.class_names`` when given, else the dataset's
+official label names (:data:`LABELS`, the same on every machine, with or without the package).
 """
 
 from __future__ import annotations
@@ -30,6 +30,35 @@ from medclass.config import DataParams
 from medclass.errors import MedclassError
 
 ZENODO = "https://zenodo.org/records/10519652"
+_ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
+           "lung-left", "lung-right", "pancreas", "spleen")
+# label names in label order, as the medmnist package (3.0.2, ``medmnist.INFO[name]["label"]``)
+# spells them; kept here so class names never depend on whether that package is installed
+LABELS: dict[str, tuple[str, ...]] = {
+    "pathmnist": ("adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
+                  "normal colon mucosa", "cancer-associated stroma",
+                  "colorectal adenocarcinoma epithelium"),
+    "chestmnist": ("atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule",
+                   "pneumonia", "pneumothorax", "consolidation", "edema", "emphysema",
+                   "fibrosis", "pleural", "hernia"),
+    "dermamnist": ("actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+                   "benign keratosis-like lesions", "dermatofibroma", "melanoma",
+                   "melanocytic nevi", "vascular lesions"),
+    "octmnist": ("choroidal neovascularization", "diabetic macular edema", "drusen", "normal"),
+    "pneumoniamnist": ("normal", "pneumonia"),
+    "retinamnist": ("0", "1", "2", "3", "4"),
+    "breastmnist": ("malignant", "normal, benign"),
+    "bloodmnist": ("basophil", "eosinophil", "erythroblast",
+                   "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)",
+                   "lymphocyte", "monocyte", "neutrophil", "platelet"),
+    "tissuemnist": ("Collecting Duct, Connecting Tubule", "Distal Convoluted Tubule",
+                    "Glomerular endothelial cells", "Interstitial endothelial cells",
+                    "Leukocytes", "Podocytes", "Proximal Tubule Segments",
+                    "Thick Ascending Limb"),
+    "organamnist": _ORGANS,
+    "organcmnist": _ORGANS,
+    "organsmnist": _ORGANS,
+}
 _HOST = "zenodo.org"
 _SPLITS = ("train", "val", "test")
 
@@ -98,17 +127,6 @@ def _download(mm: ModuleType, name: str, size: int, target: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def info_class_names(mm: ModuleType | None, name: str) -> list[str] | None:
-    """Label names in label order from ``medmnist.INFO[name]['label']`` (None if unavailable)."""
-    if mm is None:
-        return None
-    try:
-        labels: dict[str, str] = mm.INFO[name]["label"]
-        return [str(labels[k]) for k in sorted(labels, key=int)]
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-
-
 def _distinct_labels(path: Path) -> int | None:
     """Distinct label values over the three splits (None if unreadable: ingest says why)."""
     try:
@@ -137,9 +155,9 @@ def resolve(data: DataParams) -> tuple[DataParams, dict[str, Any]]:
         _download(mm, name, size, target)
     names = list(data.class_names) if data.class_names is not None else None
     if names is None:
-        names = info_class_names(mm, name)
-        found = _distinct_labels(target) if names is not None else None
-        if names is not None and found is not None and found != len(names):
+        names = list(LABELS[name])
+        found = _distinct_labels(target)
+        if found is not None and found != len(names):
             raise MedclassError(
                 f"'{target}' has {found} distinct labels but MedMNIST {name} has {len(names)} "
                 f"classes; is it the right file? (re-download {official} from {ZENODO})"

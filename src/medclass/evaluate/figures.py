@@ -18,7 +18,8 @@ from medclass.io import atomic_path
 Curve = tuple[np.ndarray, np.ndarray]
 
 
-def _figure(width: float, height: float, layout: str | None = None) -> Any:
+def new_figure(width: float, height: float, layout: str | None = None) -> Any:
+    """A 100-dpi matplotlib Figure on the Agg canvas (no pyplot state, safe in threads)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -27,7 +28,8 @@ def _figure(width: float, height: float, layout: str | None = None) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike) -> None:
+def save_png(fig: Any, path: str | os.PathLike) -> None:
+    """Write ``fig`` as PNG atomically (a failed save leaves no partial file)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
 
@@ -56,7 +58,7 @@ def write_reliability_png(
     ``lower``, ``upper``, ``count``, ``confidence``, ``accuracy``); empty bins are skipped.
     Below: how many test images fall in each bin (before scaling).
     """
-    fig = _figure(5.0, 6.0)
+    fig = new_figure(5.0, 6.0)
     ax, hist = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     styles = {"before": ("tab:red", "before (T = 1)"),
@@ -77,14 +79,14 @@ def write_reliability_png(
     ax.legend(loc="upper left", fontsize=8)
     hist.set(xlabel="confidence (top-1 probability)", ylabel="images")
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_risk_coverage_png(
     path: str | os.PathLike, curves: Mapping[str, Curve], aurcs: Mapping[str, float]
 ) -> None:
     """Selective risk vs coverage, one line per uncertainty score, AURC in the legend."""
-    fig = _figure(5.5, 4.0)
+    fig = new_figure(5.5, 4.0)
     ax = fig.add_subplot()
     for name, (coverage, risk) in curves.items():
         # risk[i] holds on (coverage[i-1], coverage[i]]: the step integral that AURC sums
@@ -94,7 +96,7 @@ def write_risk_coverage_png(
            ylabel="risk (error rate among kept)", title="risk–coverage (test split)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_image_grid_png(
@@ -108,12 +110,12 @@ def write_image_grid_png(
     """Images in a grid with a caption each; ``heatmaps`` ``(N, H, W)`` in [0, 1] overlaid."""
     n = len(images)
     if n == 0:
-        fig = _figure(4.0, 1.0)
+        fig = new_figure(4.0, 1.0)
         fig.text(0.5, 0.5, f"{title}: none", ha="center", va="center")
-        _save(fig, path)
+        save_png(fig, path)
         return
     nrows, ncols = _grid(n, ncols)
-    fig = _figure(1.7 * ncols, 2.0 * nrows + 0.5, layout="constrained")
+    fig = new_figure(1.7 * ncols, 2.0 * nrows + 0.5, layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for i, ax in enumerate(axes):
         ax.axis("off")
@@ -126,7 +128,7 @@ def write_image_grid_png(
                       interpolation="bilinear")
         ax.set_title(titles[i], fontsize=7)
     fig.suptitle(textwrap.fill(title, max(30, 14 * ncols)), fontsize=9)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_embedding_png(
@@ -138,7 +140,7 @@ def write_embedding_png(
     method: str,
 ) -> None:
     """2-D embedding scatter coloured by actual class; misclassified images marked with ×."""
-    fig = _figure(5.5, 4.5)
+    fig = new_figure(5.5, 4.5)
     ax = fig.add_subplot()
     wrong = np.asarray(labels) != np.asarray(predicted)
     for c, name in enumerate(class_names):
@@ -151,4 +153,4 @@ def write_embedding_png(
            xlabel=f"{method} 1", ylabel=f"{method} 2")
     ax.legend(fontsize=7, markerscale=1.2)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path)

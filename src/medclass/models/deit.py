@@ -91,6 +91,10 @@ class DeiT(ClassifierModel):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return F.pad(x, (0, -w % p, 0, -h % p))
 
+    def no_weight_decay(self) -> set[str]:
+        """timm's convention: tokens and position embeddings get no weight decay."""
+        return {"cls_token", "dist_token", "pos_embed"}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 2 + h*w, width) after the final norm: [cls, dist, patches...]."""
         x = self.patch_embed(self.fit_input(x))

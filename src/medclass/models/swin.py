@@ -84,6 +84,10 @@ class RelPosBias(nn.Module):
         self.table = nn.Parameter(torch.zeros(heads, 2 * size - 1, 2 * size - 1))
         trunc_normal_(self.table, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        """timm's convention: parameter names exempt from weight decay (the bias table)."""
+        return {"table"}
+
     def forward(self, h: int, w: int) -> torch.Tensor:
         s = self.size
         if h <= s and w <= s:

@@ -72,6 +72,10 @@ class VitHybrid(ClassifierModel):
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
 
+    def no_weight_decay(self) -> set[str]:
+        """timm's convention: tokens and position embeddings get no weight decay."""
+        return {"cls_token", "pos_embed"}
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 1 + h*w, width) after the final norm; index 0 is the class token."""
         x = self.stem(x)

@@ -11,10 +11,25 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from medclass.models import head_and_backbone_params, layer_decay_scales, layer_groups
 
 
-def _decay_split(params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """Weights (≥2-D) get weight decay; biases and norm scales (1-D) do not."""
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+def no_weight_decay_ids(model: nn.Module) -> set[int]:
+    """Ids of the parameters that modules exempt from weight decay through timm's
+    ``no_weight_decay()`` convention (names relative to that module): class tokens, position
+    embeddings, relative-position tables, in our backbones and in timm's."""
+    ids: set[int] = set()
+    for module in model.modules():
+        exempt = getattr(module, "no_weight_decay", None)
+        if callable(exempt):
+            names = set(exempt())
+            ids.update(id(p) for name, p in module.named_parameters() if name in names)
+    return ids
+
+
+def _decay_split(
+    params: list[nn.Parameter], exempt: set[int]
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Weights (≥2-D) get weight decay; biases, norm scales (1-D) and ``exempt`` ids do not."""
+    decay = [p for p in params if p.ndim >= 2 and id(p) not in exempt]
+    no_decay = [p for p in params if p.ndim < 2 or id(p) in exempt]
     return decay, no_decay
 
 
@@ -43,8 +58,9 @@ def build_optimizer(
     elif backbone_lr is not None:
         parts.append(("backbone", backbone, backbone_lr))
     param_groups = []
+    exempt = no_weight_decay_ids(model)
     for name, params, lr in parts:
-        decay, no_decay = _decay_split([p for p in params if p.requires_grad])
+        decay, no_decay = _decay_split([p for p in params if p.requires_grad], exempt)
         if decay:
             param_groups.append({"name": name, "params": decay, "lr": lr,
                                  "weight_decay": weight_decay})
