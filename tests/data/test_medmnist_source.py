@@ -189,3 +189,16 @@ def test_label_table_covers_every_dataset_and_a_wrong_file_is_caught(
     _official_npz(tmp_path / "octmnist.npz")  # 2 labels, but OCTMNIST has 4 classes
     with pytest.raises(MedclassError, match="has 2 distinct labels but MedMNIST octmnist has 4"):
         prepare_raw(_data(tmp_path, "octmnist"), 0, tmp_path / "raw")
+
+
+def test_multi_label_file_gets_the_ingest_message_not_a_label_count(
+    tmp_path: Path, no_medmnist: None
+) -> None:
+    arrays = {}
+    for split, n in (("train", 6), ("val", 3), ("test", 4)):
+        arrays[f"{split}_images"] = np.zeros((n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.eye(14, dtype=np.uint8)[:n]  # chestmnist: 14 columns
+    np.savez_compressed(tmp_path / "chestmnist.npz", **arrays)
+    with pytest.raises(MedclassError, match="multi-label data is not supported") as info:
+        prepare_raw(_data(tmp_path, "chestmnist"), 0, tmp_path / "raw")
+    assert "\n" not in str(info.value) and not (tmp_path / "raw").exists()

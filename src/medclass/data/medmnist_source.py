@@ -128,14 +128,16 @@ def _download(mm: ModuleType, name: str, size: int, target: Path) -> None:
 
 
 def _distinct_labels(path: Path) -> int | None:
-    """Distinct label values over the three splits (None if unreadable: ingest says why)."""
+    """Distinct label values over the three splits (None if unreadable or multi-label: the npz
+    ingest then says what is wrong in its own words)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return len(np.unique(np.concatenate(
-                [npz[f"{s}_labels"].reshape(-1) for s in _SPLITS]
-            )))
-    except Exception:  # the npz ingest reports a bad file in its own words
+            labels = [npz[f"{s}_labels"] for s in _SPLITS]
+    except Exception:  # noqa: BLE001
         return None
+    if any(a.ndim > 2 or (a.ndim == 2 and a.shape[1] != 1) for a in labels):
+        return None  # e.g. chestmnist's 14 binary columns
+    return len(np.unique(np.concatenate([a.reshape(-1) for a in labels])))
 
 
 def resolve(data: DataParams) -> tuple[DataParams, dict[str, Any]]:
