@@ -53,3 +53,18 @@ def stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
+
+
+def recipe_workspace(ws: Path, npz: Path, recipe: str) -> dict[str, str]:
+    """A git+DVC copy of this checkout in ``ws`` (created) with the MedMNIST file ``npz`` in
+    ``data/external/`` and ``configs/<recipe>.yaml`` applied to its params.yaml (after the
+    initial commit, as a user would); returns the environment for commands run in it."""
+    ws.mkdir(parents=True)
+    env = make_env(ws)
+    copy_repo(ws)
+    (ws / "data" / "external").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(npz, ws / "data" / "external" / npz.name)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        timed(ws, env, *cmd)
+    timed(ws, env, sys.executable, "-m", "medclass.cli", "recipe", "apply", recipe)
+    return env

@@ -35,7 +35,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, when not run as a script
 
 from _machine import describe, write_results  # noqa: E402
-from _workspace import REPO, copy_repo, make_env, stages_run, timed  # noqa: E402
+from _workspace import REPO, recipe_workspace, stages_run, timed  # noqa: E402
 
 from medclass.io import read_json  # noqa: E402
 from medclass.recipes import describe as describe_recipe  # noqa: E402
@@ -77,14 +77,7 @@ def run_dataset(name: str, npz: Path, workdir: Path) -> dict[str, Any]:
     """One recipe in a fresh copy of the repository; returns its result row."""
     recipe, target, kind = RUNS[name]
     ws = workdir / name
-    ws.mkdir(parents=True)
-    env = make_env(ws)
-    copy_repo(ws)
-    (ws / "data" / "external").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(npz, ws / "data" / "external" / f"{name}.npz")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        timed(ws, env, *cmd)
-    timed(ws, env, sys.executable, "-m", "medclass.cli", "recipe", "apply", recipe)
+    env = recipe_workspace(ws, npz, recipe)
     print(f"{name}: dvc repro {target} (recipe configs/{recipe}.yaml)", file=sys.stderr,
           flush=True)
     wall, out = timed(ws, env, "dvc", "repro", target)

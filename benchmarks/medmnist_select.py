@@ -33,7 +33,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import describe, write_results  # noqa: E402
-from _workspace import REPO, copy_repo, make_env, timed  # noqa: E402
+from _workspace import REPO, recipe_workspace, timed  # noqa: E402
 
 from medclass.io import read_json  # noqa: E402
 from medclass.recipes import apply  # noqa: E402
@@ -71,14 +71,7 @@ def cross_validation(ws: Path) -> dict[str, Any]:
 def run_variant(name: str, npz: Path, workdir: Path) -> dict[str, Any]:
     """One variant in a fresh copy of the repository; returns its cross-validation row."""
     ws = workdir / name
-    ws.mkdir(parents=True)
-    env = make_env(ws)
-    copy_repo(ws)
-    (ws / "data" / "external").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(npz, ws / "data" / "external" / f"{DATASET}.npz")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        timed(ws, env, *cmd)
-    timed(ws, env, sys.executable, "-m", "medclass.cli", "recipe", "apply", RECIPE)
+    env = recipe_workspace(ws, npz, RECIPE)
     if VARIANTS[name]:
         apply(VARIANTS[name], ws / "params.yaml")
     wall, _ = timed(ws, env, "dvc", "repro", "kfold")

@@ -1,9 +1,12 @@
 """Pure helpers of the benchmark scripts (the scripts themselves run the real pipeline)."""
 
+import shutil
 import sys
 from pathlib import Path
 
 import yaml
+
+from medclass import recipes
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -12,7 +15,7 @@ import augment_speed  # noqa: E402
 import medmnist_select  # noqa: E402
 
 
-def test_variant_cost_and_eligibility_follow_folds_times_epochs():
+def test_variant_cost_and_eligibility_follow_folds_times_epochs(tmp_path):
     base = yaml.safe_load((BENCH.parent / "configs" / "breastmnist.yaml").read_text())
     folds, epochs = base["kfold"]["folds"], base["kfold"]["epochs"]
     cost = medmnist_select.relative_cost
@@ -21,20 +24,12 @@ def test_variant_cost_and_eligibility_follow_folds_times_epochs():
     assert cost({"kfold": {"folds": 2 * folds}}, base) == 2.0
     assert cost({"kfold": {"epochs": epochs // 2}}, base) == 0.5
     assert cost({"kfold": {"folds": 2 * folds}}, base) > medmnist_select.COST_LIMIT
-    # every variant names only known params (checked by the same validation as recipe apply)
-    from medclass.config import Params
-
-    params = yaml.safe_load((BENCH.parent / "params.yaml").read_text())
-    for overrides in medmnist_select.VARIANTS.values():
-        merged = _merge(_merge(params, base), overrides)
-        Params.model_validate(merged)
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-    return out
+    # every variant applies cleanly on top of the recipe (known keys, valid values)
+    for name, overrides in medmnist_select.VARIANTS.items():
+        params = tmp_path / f"{name}.yaml"
+        shutil.copy(BENCH.parent / "params.yaml", params)
+        recipes.apply(base, params)
+        recipes.apply(overrides, params)
 
 
 def test_augment_speed_times_every_setting():

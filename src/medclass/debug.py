@@ -41,6 +41,7 @@ from medclass.train.context import (
 )
 from medclass.train.engine import StepConfig, place_model, predict_logits, train_one_epoch
 from medclass.train.freezing import freeze_backbone
+from medclass.train.loop import phase_optimizer
 from medclass.train.losses import build_criterion
 from medclass.train.optim import build_optimizer, build_scheduler
 from medclass.train.phases import finetune_phase, head_phase, resolve_head_mode
@@ -196,12 +197,7 @@ def phase_schedules(params: Params, data: DataBundle) -> list[PhaseSchedule]:
                            data.image_size)
         if phase.backbone_lr is None:  # frozen backbone: only the head trains (as in fit)
             freeze_backbone(model)
-        opt = build_optimizer(model, head_lr=phase.head_lr, backbone_lr=phase.backbone_lr,
-                              weight_decay=phase.weight_decay, layer_decay=phase.layer_decay)
-        sched = build_scheduler(opt, phase.scheduler, epochs=max(phase.epochs, 1),
-                                steps_per_epoch=spe, warmup_epochs=phase.warmup_epochs,
-                                min_lr_ratio=phase.min_lr_ratio, milestones=phase.milestones,
-                                gamma=phase.gamma)
+        opt, sched = phase_optimizer(model, phase, spe)
         lrs: dict[str, list[float]] = {g["name"]: [] for g in opt.param_groups}
         for _ in range(phase.epochs * spe):
             for g in opt.param_groups:

@@ -91,7 +91,6 @@ class TrainParams(_Strict):
     swa: SwaParams = SwaParams()
     progress: bool = True
 
-
     @model_validator(mode="after")
     def _batches_split_over_processes(self) -> TrainParams:
         world = self.nproc_per_node * self.nnodes
@@ -124,6 +123,7 @@ class TrainParams(_Strict):
             raise ValueError("drop_path and model_kwargs.drop_path_rate both set the stochastic "
                              "depth; keep train.drop_path only")
         return self
+
 
 class HeadParams(_Strict):
     """Stage 1: train the classifier head (see README for from-scratch backbones)."""

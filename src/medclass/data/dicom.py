@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from medclass.data.images import ImageDecodeError, check_readable
+from medclass.errors import exception_line
 
 DICOM_EXTENSIONS: tuple[str, ...] = (".dcm", ".dicom")
 _MAGIC_OFFSET = 128
@@ -60,11 +61,6 @@ def _first(value: Any) -> float:
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # MultiValue too
         value = value[0]
     return float(value)
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -165,9 +161,11 @@ def decode_dicom(path: str | os.PathLike) -> tuple[Image.Image, str]:
         except ImageDecodeError:
             raise
         except InvalidDicomError as exc:
-            raise ImageDecodeError(f"not a readable DICOM file ({_reason(exc)})") from exc
+            raise ImageDecodeError(
+                f"not a readable DICOM file ({exception_line(exc, limit=160)})") from exc
         except MemoryError as exc:
             raise ImageDecodeError("DICOM pixel data too large to decode") from exc
         except Exception as exc:  # pydicom raises many types for corrupt or exotic files
-            raise ImageDecodeError(f"corrupt or undecodable DICOM ({_reason(exc)})") from exc
+            raise ImageDecodeError(
+                f"corrupt or undecodable DICOM ({exception_line(exc, limit=160)})") from exc
     return img, f"DICOM {photometric}"

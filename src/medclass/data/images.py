@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from medclass.errors import MedclassError
+from medclass.errors import MedclassError, exception_line
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp",
@@ -129,12 +129,11 @@ def decode_image(path: str | os.PathLike) -> tuple[Image.Image, str]:
             raise ImageDecodeError("not a recognised image format") from exc
         except OSError as exc:
             if exc.errno is None:  # Pillow's own decoder errors carry no errno
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ImageDecodeError(f"corrupt or truncated image ({reason})") from exc
+                raise ImageDecodeError(
+                    f"corrupt or truncated image ({exception_line(exc)})") from exc
             raise ImageDecodeError(f"cannot read file ({exc.strerror})") from exc
         except _DECODE_ERRORS as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ImageDecodeError(f"corrupt or truncated image ({reason})") from exc
+            raise ImageDecodeError(f"corrupt or truncated image ({exception_line(exc)})") from exc
     return converted, original_mode
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from medclass.config import DataParams
 from medclass.data.images import is_hidden
-from medclass.errors import MedclassError
+from medclass.errors import MedclassError, exception_line
 
 _SECRET_ENV = ("KAGGLE_KEY", "KAGGLE_API_TOKEN")
 _INSTALL = "pip install kagglehub"
@@ -50,9 +50,7 @@ def _download(handle: str) -> Path:
     try:
         path = kagglehub.dataset_download(handle)
     except Exception as exc:  # kagglehub raises its own HTTP/auth errors and requests' errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
-        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        reason = exception_line(exc, with_type=True, limit=200)
         raise MedclassError(mask_secrets(
             f"kaggle download of '{handle}' failed ({reason}); check the handle and the "
             "network, and for private or rules-gated datasets set KAGGLE_USERNAME and "

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from medclass.config import DataParams
-from medclass.errors import MedclassError
+from medclass.errors import MedclassError, exception_line
 
 ZENODO = "https://zenodo.org/records/10519652"
 _ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver",
@@ -120,7 +120,7 @@ def _download(mm: ModuleType, name: str, size: int, target: Path) -> None:
         dataset_class(split="train", download=True, root=str(scratch), size=size)
         os.replace(scratch / official_filename(name, size), target)
     except Exception as exc:  # the package wraps every network/MD5 failure in RuntimeError
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = exception_line(exc)
         raise _missing(target, official_filename(name, size),
                        f" and the download through medmnist failed ({reason})") from exc
     finally:

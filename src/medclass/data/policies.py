@@ -50,9 +50,10 @@ class BatchPolicy:
                 mag = torch.full((n,), self.magnitude, dtype=torch.long, device=x.device)
             negate = uniform(0, 1) <= 0.5
             keys = torch.stack([op, mag, negate.long()], 1)
+            drawn, group = torch.unique(keys, dim=0, return_inverse=True)
             out = x.clone()
-            for key in torch.unique(keys, dim=0).tolist():
-                idx = (keys == torch.tensor(key, device=x.device)).all(1).nonzero().squeeze(1)
+            for g, key in enumerate(drawn.tolist()):  # one torchvision call per drawn key
+                idx = (group == g).nonzero().squeeze(1)
                 out[idx] = self._apply(x[idx], *key, h=h, w=w)
             x = out
         return x

@@ -64,10 +64,7 @@ class Runner:
 
 def normalise(images: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     """uint8 NCHW → float32 ``(x / 255 - mean) / std`` (the training transform, no augmentation)."""
-    from medclass.data.dataset import BatchTransform
-
-    x = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: the cache is read-only
-    return BatchTransform(meta["mean"], meta["std"])(x, train=False).contiguous().numpy()
+    return normalise_views(images, meta)[0]
 
 
 def normalise_views(
@@ -76,7 +73,7 @@ def normalise_views(
     """The test-time views (``evaluate.tta``'s ``none``/``flip``/``flip_rot``) of ``normalise``."""
     from medclass.data.dataset import BatchTransform
 
-    x = torch.from_numpy(np.array(images, dtype=np.uint8))
+    x = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: the cache is read-only
     views = BatchTransform(meta["mean"], meta["std"]).views(x, tta)
     return [v.contiguous().numpy() for v in views]
 

@@ -10,6 +10,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from medclass.errors import exception_line
 from medclass.models.registry import create_model
 
 
@@ -80,7 +81,7 @@ def verify_model(
         result["latency_ms_b1"] = round(cpu_latency_ms(model.cpu(), one.cpu(), latency_runs), 2)
         result["ok"] = True
     except Exception as exc:  # report every failure per model; the stage decides what is fatal
-        result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        result["error"] = exception_line(exc, with_type=True, limit=300)
     return result
 
 

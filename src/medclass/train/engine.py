@@ -225,7 +225,7 @@ def predict_logits(
     outs, labels = [], []
     for xb, yb in tqdm(loader, desc=desc, leave=False, disable=_quiet(cfg)):
         xb = xb.to(cfg.device, non_blocking=True)
-        views = transform.views(xb, tta) if tta != "none" else [transform(xb, train=False)]
+        views = transform.views(xb, tta)  # one view (the image) for "none"
         total = None
         for x in views:
             with autocast(cfg.device, cfg.amp_dtype):

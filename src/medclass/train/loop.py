@@ -15,6 +15,7 @@ from torch import nn
 from medclass.config import TrainParams
 from medclass.data.augment import resolve_spec
 from medclass.data.dataset import BatchTransform, make_loader
+from medclass.errors import exception_line
 from medclass.evaluate.metrics import summary_metrics
 from medclass.io import load_checkpoint, save_checkpoint
 from medclass.train import distributed
@@ -122,6 +123,20 @@ def _log_row(live, row: dict[str, float]) -> None:
     live.next_step()
 
 
+def phase_optimizer(
+    model: nn.Module, phase: Phase, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over ``model``'s trainable groups and the per-step LR schedule of ``phase``
+    (``fit``, and ``medclass debug lr-schedule``, which plots exactly this)."""
+    optimizer = build_optimizer(model, head_lr=phase.head_lr, backbone_lr=phase.backbone_lr,
+                                weight_decay=phase.weight_decay, layer_decay=phase.layer_decay)
+    scheduler = build_scheduler(optimizer, phase.scheduler, epochs=max(phase.epochs, 1),
+                                steps_per_epoch=steps_per_epoch, warmup_epochs=phase.warmup_epochs,
+                                min_lr_ratio=phase.min_lr_ratio, milestones=phase.milestones,
+                                gamma=phase.gamma)
+    return optimizer, scheduler
+
+
 def check_input_sizes(model: nn.Module, sizes: tuple[int, ...], channels: int,
                       device: torch.device) -> None:
     """One no-grad batch-1 forward per ``train.aug.multiscale`` size, so a model built for a
@@ -138,7 +153,7 @@ def check_input_sizes(model: nn.Module, sizes: tuple[int, ...], channels: int,
                 except Exception as e:  # noqa: BLE001 - any failure means the size is unusable
                     raise ValueError(
                         f"train.aug.multiscale: the model cannot take {size} px inputs "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}); "
+                        f"({exception_line(e, with_type=True, limit=160)}); "
                         "use sizes it accepts or null") from None
     finally:
         model.train(was_training)
@@ -188,13 +203,8 @@ def fit(
                                 label_smoothing=0.0 if mixer else train.label_smoothing,
                                 loss=train.loss, focal_gamma=train.focal_gamma,
                                 focal_alpha=train.focal_alpha).to(device)
-    optimizer = build_optimizer(model, head_lr=phase.head_lr, backbone_lr=phase.backbone_lr,
-                                weight_decay=phase.weight_decay, layer_decay=phase.layer_decay)
     steps = -(-len(train_loader) // train.accum_steps)
-    scheduler = build_scheduler(optimizer, phase.scheduler, epochs=max(phase.epochs, 1),
-                                steps_per_epoch=steps, warmup_epochs=phase.warmup_epochs,
-                                min_lr_ratio=phase.min_lr_ratio,
-                                milestones=phase.milestones, gamma=phase.gamma)
+    optimizer, scheduler = phase_optimizer(model, phase, steps)
     freezer = build_freezer(model, phase.unfreeze_epochs, phase.freeze_stages)
     if freezer is not None:  # after the optimizer (it holds every parameter), before DDP
         freezer.apply(0)
