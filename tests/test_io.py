@@ -44,6 +44,17 @@ class _Evil:
         return (os.system, ("echo pwned > /dev/null",))
 
 
+def test_equal_checkpoints_are_equal_bytes(tmp_path):
+    """DVC hashes outputs: an unchanged model must give an unchanged file (no temp name in it)."""
+    state = {"model": {"w": torch.arange(4.0)}, "meta": {"epoch": 1}}
+    save_checkpoint(tmp_path / "a.pt", state)
+    first = (tmp_path / "a.pt").read_bytes()
+    save_checkpoint(tmp_path / "a.pt", state)
+    assert (tmp_path / "a.pt").read_bytes() == first
+    save_checkpoint(tmp_path / "b.pt", state)  # nor the file's own name
+    assert (tmp_path / "b.pt").read_bytes() == first
+
+
 def test_malicious_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as fh:

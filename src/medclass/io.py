@@ -158,10 +158,16 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Save a checkpoint dict atomically so a crash never leaves a half-written file."""
+    """Save a checkpoint dict atomically so a crash never leaves a half-written file.
+
+    Saved through a file object, not the temporary path: torch names the zip's inner folder
+    after a path it is given (here a random temp name), so equal states would get different
+    bytes and DVC would see a changed output, and rerun everything downstream, every time.
+    """
     with atomic_path(path) as tmp:
         try:
-            torch.save(state, tmp)
+            with open(tmp, "wb") as fh:
+                torch.save(state, fh)
         except RuntimeError as exc:  # torch's zip writer reports a full disk this way
             if "write failed" not in str(exc) and "unexpected pos" not in str(exc):
                 raise
