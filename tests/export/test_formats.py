@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from medclass.export.runtime import load_runner
 
@@ -104,3 +105,20 @@ def test_vit_input_fitting_is_frozen_for_traced_formats(exported):
     formats = exported("transformer")[1]["formats"]
     assert formats["torchscript"]["converter_fix"] == "static_vit_geometry"
     assert "converter_fix" not in formats["pytorch"]
+
+
+def test_torchscript_archive_has_no_temp_file_name(tmp_path):
+    """The TorchScript export writes through a handle: the archive's inner folder is fixed, not
+    the random temp name, so one model gives one file (DVC sees no change on a rerun)."""
+    import zipfile
+
+    from medclass.config import ExportParams
+    from medclass.export.formats.base import ExportContext
+    from medclass.export.formats.torch_formats import export_torchscript
+    from medclass.models import create_model
+
+    model = create_model("simple_cnn_tiny", num_classes=2, in_chans=1).eval()
+    ctx = ExportContext(model, torch.zeros(2, 1, 16, 16), {"m": 1}, ExportParams(), tmp_path)
+    export_torchscript(ctx, tmp_path / "a.ts")
+    tops = {n.split("/")[0] for n in zipfile.ZipFile(tmp_path / "a.ts").namelist()}
+    assert tops == {"archive"}, tops

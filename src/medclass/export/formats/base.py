@@ -21,6 +21,7 @@ import tqdm
 from torch import nn
 
 from medclass.config import ExportParams
+from medclass.errors import exception_line
 
 
 class ToolchainMissing(Exception):  # noqa: N818 (a reason to skip, not an error)
@@ -116,8 +117,7 @@ def quiet_converters() -> Iterator[None]:
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (stage errors and reports stay on one line)."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}"[:300]
+    return exception_line(exc, with_type=True, limit=300)
 
 
 FORMATS: dict[str, Exporter] = {}

@@ -41,8 +41,10 @@ def _script_or_trace(ctx: ExportContext) -> tuple[torch.jit.ScriptModule, dict[s
 def export_torchscript(ctx: ExportContext, dest: Path) -> dict[str, Any]:
     """TorchScript archive with the metadata as an extra file (``metadata.json``)."""
     module, info = _script_or_trace(ctx)
-    with atomic_path(dest) as tmp, quiet_jit():
-        torch.jit.save(module, str(tmp), _extra_files={TS_EXTRA_FILE: json.dumps(ctx.meta)})
+    # through a file handle: a path would put the random temp name into the archive (as in
+    # ``save_checkpoint``), so the same model would give a different file each time
+    with atomic_path(dest) as tmp, quiet_jit(), open(tmp, "wb") as fh:
+        torch.jit.save(module, fh, _extra_files={TS_EXTRA_FILE: json.dumps(ctx.meta)})
     return info
 
 
