@@ -1,4 +1,5 @@
-"""The ``medclass`` command line: ``models``, ``predict``, ``info``, ``recipe``, ``version``."""
+"""The ``medclass`` command line: ``models``, ``predict``, ``info``, ``recipe``, ``debug``,
+``data``, ``version``."""
 
 from __future__ import annotations
 
@@ -258,6 +259,51 @@ def debug_throughput(
     lines = [json.dumps(result, indent=2)] if as_json else debug.throughput_table(result)
     for line in lines:
         typer.echo(line)
+
+
+data_app = typer.Typer(help="Check your own image data before `dvc repro`.")
+app.add_typer(data_app, name="data")
+
+
+class DataLayout(str, Enum):
+    """``data.layout``: how a folder tree is read."""
+
+    auto = "auto"
+    classes = "classes"
+    splits = "splits"
+
+
+@data_app.command("check")
+def data_check(
+    path: Annotated[Path, typer.Argument(help="Your image folder (data.path).")],
+    layout: Annotated[DataLayout, typer.Option(
+        help="data.layout: class folders, train/val/test split folders, or auto.")
+    ] = DataLayout.auto,
+    decode: Annotated[bool, typer.Option(
+        help="Decode every file as prepare does (slower); default: a header check.")] = False,
+    csv: Annotated[str | None, typer.Option(
+        "--csv", help="Label CSV (data.source: csv), relative to PATH or absolute.")] = None,
+    image_column: Annotated[str, typer.Option(help="CSV column naming the image.")] = "image",
+    label_column: Annotated[str, typer.Option(help="CSV column holding the label.")] = "label",
+) -> None:
+    """Preflight before `dvc repro`: layout, class counts, broken links and files, patient ids.
+
+    Exit 0 when the pipeline would run on PATH; 2 (last line: the problem and its fix) when
+    something would stop it.
+    """
+    from rich.console import Console
+
+    from medclass.data import preflight, preflight_view
+
+    if csv is None:
+        report = preflight.check_folder(path, layout.value, decode)
+    else:
+        report = preflight.check_csv(path, csv, image_column, label_column, decode)
+    Console(highlight=False).print(preflight_view.render(report))
+    code, line = preflight_view.summary(report)
+    typer.echo(line, err=code != 0)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from medclass.config import DataParams, SplitParams, parse_params
+from medclass.data.raw_manifest import read_raw_manifest
 from medclass.data.sources import prepare_raw
-from medclass.data.split import build_manifest
+from medclass.data.split import build_manifest, read_classes
 from medclass.errors import MedclassError
 from medclass.stages import prepare
 
@@ -86,11 +87,12 @@ def test_converted_files_have_documented_mode_size_and_name(corpus, ingested) ->
     _, cases = corpus
     out, report = ingested
     expected = _per_file(cases, "converted")
-    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
-    assert written == sorted(e.output for e in expected.values())
+    rows = {r.path: r for r in read_raw_manifest(out / "manifest.csv")}
+    assert sorted(rows) == sorted(e.output for e in expected.values())
+    assert not list(out.rglob("*.png"))  # a user's tree is read in place, never copied
     for path, exp in expected.items():
-        with Image.open(out / exp.output) as img:
-            assert (img.mode, img.size) == (exp.mode, exp.size), path
+        row = rows[exp.output]
+        assert (row.mode, (row.width, row.height)) == (exp.mode, exp.size), path
     assert report["n_images"] == len(expected)
     assert report["classes"] == {"lesion": 3, "normal": len(expected) - 3}
     assert report["modes"] == dict(Counter(e.source_mode for e in expected.values()))
@@ -102,8 +104,9 @@ def test_exif_rotation_is_applied(corpus, ingested) -> None:
     out, _ = ingested
     with Image.open(root / "dataset" / "normal" / "exif_rotated.jpg") as src:
         assert src.size == (16, 8)  # stored landscape, displayed portrait
-    with Image.open(out / "normal" / "exif_rotated.png") as img:
-        assert img.size == (8, 16)
+    row = next(r for r in read_raw_manifest(out / "manifest.csv")
+               if r.path == "normal/exif_rotated.jpg")
+    assert (row.width, row.height) == (8, 16)
 
 
 @pytest.mark.parametrize("case", ["empty_class", "unreadable_class", "single_class",
@@ -116,7 +119,9 @@ def test_broken_dataset_stops_with_one_line(corpus, tmp_path: Path, case: str) -
     with pytest.raises(MedclassError) as err:
         prepare_raw(data, 0, out)
         assert exp.stage == "split", "prepare should have stopped"
-        build_manifest(out, SplitParams(), 0)  # what the split stage runs first
+        items = [(r.path, r.label, r.class_name, r.split)
+                 for r in read_raw_manifest(out / "manifest.csv")]
+        build_manifest(items, SplitParams(), 0, read_classes(out))  # the split stage's step
     msg = str(err.value)
     assert exp.reason in msg
     assert "\n" not in msg
@@ -143,8 +148,8 @@ def test_markdown_table_lists_every_case(corpus) -> None:
     _, cases = corpus
     table = corpus_mod.markdown_table(cases)
     assert table.count("\n") == len(cases) + 2
-    assert ("| `dataset/normal/one_pixel.png` | excluded: too small (1x1 px; the folder source "
-            "needs at least 4x4) |") in table
+    assert ("| `dataset/normal/one_pixel.png` | excluded: too small (1x1 px; need at least "
+            "4x4) |") in table
 
 
 def test_unreadable_file_is_excluded_as_unreadable_not_corrupt(

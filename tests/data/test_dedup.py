@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -13,9 +14,15 @@ from PIL import Image
 
 from medclass.config import DataParams, Params, SplitParams, parse_params
 from medclass.data.cache import build_cache, load_cached_split
-from medclass.data.dedup import Fingerprint, find_duplicates, fingerprint, hamming
+from medclass.data.dedup import (
+    Fingerprint,
+    find_duplicates,
+    fingerprint,
+    hamming,
+)
 from medclass.data.groups import cross_split_groups, read_groups
 from medclass.data.leakage import split_dataset
+from medclass.data.raw_manifest import read_raw_manifest, source_root, write_raw_manifest
 from medclass.data.sources import prepare_raw
 from medclass.data.split import read_manifest, stratified_split
 from medclass.errors import MedclassError
@@ -43,12 +50,14 @@ def brighter(img: Image.Image, delta: int = 8) -> Image.Image:
 
 
 def write_raw(root: Path, images: dict[str, list[Image.Image]]) -> Path:
-    """``root/<class>/img_XX.png`` and classes.json, as the prepare stage writes them."""
+    """A class-folder tree ``<root>_src/<class>/img_XX.png`` ingested by prepare into ``root``
+    (manifest paths ``<class>/img_XX.png``)."""
+    src = root.with_name(f"{root.name}_src")
     for name, imgs in images.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
+        (src / name).mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(imgs):
-            img.save(root / name / f"img_{i:02d}.png")
-    (root / "classes.json").write_text(json.dumps({"classes": list(images)}))
+            img.save(src / name / f"img_{i:02d}.png")
+    prepare_raw(DataParams(source="folder", path=str(src), class_names=list(images)), 0, root)
     return root
 
 
@@ -142,7 +151,7 @@ def test_split_stage_report_manifest_groups_and_cache(tmp_path: Path) -> None:
         assert [(d["kind"], sorted(d["images"])) for d in dups] == [("near", sorted(FAMILY))]
         assert not (out / "cache" / ".decoded.npy").exists()
     # the one-decode cache holds exactly what decoding the manifest afresh gives
-    ref = build_cache(raw, rows, 16, "auto", ["a", "b"], tmp_path / "ref")
+    ref = build_cache(source_root(raw), rows, 16, "auto", ["a", "b"], tmp_path / "ref")
     assert ref == stats
     for split in SPLITS:
         got, ref_x = load_cached_split(out / "cache", split), load_cached_split(tmp_path / "ref",
@@ -160,11 +169,11 @@ def test_near_duplicates_off_keeps_only_exact_groups(tmp_path: Path) -> None:
 
 def test_predefined_split_only_reports_duplicates(tmp_path: Path) -> None:
     raw = write_raw(tmp_path / "raw", dup_dataset())
-    paths = sorted(p.relative_to(raw).as_posix() for p in raw.glob("*/*.png"))
-    official = {p: SPLITS[i % 3] for i, p in enumerate(paths)}
+    rows = read_raw_manifest(raw / "manifest.csv")
+    official = {r.path: SPLITS[i % 3] for i, r in enumerate(sorted(rows, key=lambda r: r.path))}
     official["a/img_00.png"], official["a/img_20.png"] = "train", "test"  # an exact dup leaks
-    lines = ["path,split"] + [f"{p},{s}" for p, s in official.items()]
-    (raw / "predefined_split.csv").write_text("\n".join(lines) + "\n")
+    write_raw_manifest(raw / "manifest.csv",
+                       [dataclasses.replace(r, split=official[r.path]) for r in rows])
     _, report = split_dataset(raw, _params(), tmp_path / "s")
     rows = read_manifest(tmp_path / "s" / "manifest.csv")
     assert {r.path: r.split for r in rows} == official  # nothing moved

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from medclass.config import DataParams
 from medclass.data.dicom import decode_dicom, has_dicom_magic, is_dicom, window
 from medclass.data.images import ImageDecodeError
+from medclass.data.ingest import decode_file
+from medclass.data.raw_manifest import read_raw_manifest
 from medclass.data.sources import prepare_raw
 
 
@@ -182,19 +183,16 @@ def test_folder_source_mixes_png_and_dicom(tmp_path: Path) -> None:
     report = prepare_raw(DataParams(source="folder", path=str(src)), 0, out)
     assert json.loads((out / "classes.json").read_text()) == {"classes": ["effusion", "normal"]}
     assert report["classes"] == {"effusion": 2, "normal": 4}
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
-        "effusion/e1.png", "effusion/e2.png",
-        "normal/bare.png", "normal/d1.png", "normal/p1.png", "normal/series__IM0001.png",
+    rows = {r.path: r for r in read_raw_manifest(out / "manifest.csv")}
+    assert sorted(rows) == [
+        "effusion/e1.dcm", "effusion/e2.png",
+        "normal/bare.dicom", "normal/d1.dcm", "normal/p1.png", "normal/series/IM0001",
     ]
     excluded = {e["path"]: e["reason"] for e in report["excluded"]}
     assert set(excluded) == {"normal/broken.dcm", "effusion/tiny.dcm"}
     assert "DICOM" in excluded["normal/broken.dcm"] and "too small" in excluded["effusion/tiny.dcm"]
     assert {e["path"] for e in report["ignored"]} == {"normal/README"}
     assert report["modes"] == {"DICOM MONOCHROME1": 1, "DICOM MONOCHROME2": 3, "L": 2}
-    with Image.open(out / "effusion" / "e1.png") as img:  # MONOCHROME1: inverted min-max
-        assert img.mode == "L"
-        np.testing.assert_array_equal(np.asarray(img)[::3, ::3], [[255, 170], [85, 0]])
-    with (out / "metadata.csv").open(newline="") as fh:
-        sources = {r["path"]: r["source_path"] for r in csv.DictReader(fh)}
-    assert sources["normal/series__IM0001.png"] == "normal/series/IM0001"
-    assert sources["effusion/e1.png"] == "effusion/e1.dcm"
+    assert rows["effusion/e1.dcm"].mode == "L" and rows["normal/series/IM0001"].label == 1
+    img, _ = decode_file(src / "effusion" / "e1.dcm")  # what split decodes: inverted min-max
+    np.testing.assert_array_equal(np.asarray(img)[::3, ::3], [[255, 170], [85, 0]])

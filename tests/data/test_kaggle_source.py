@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from medclass.config import DataParams, KaggleParams, parse_params
+from medclass.data.raw_manifest import source_root
 from medclass.data.sources import prepare_raw
 from medclass.errors import MedclassError
 from medclass.stages import prepare
@@ -64,9 +65,13 @@ def test_download_is_ingested_as_a_folder(tmp_path: Path, monkeypatch: pytest.Mo
     assert report["kaggle"] == {"handle": calls[0], "version": "2", "subdir": "chest_xray"}
     assert report["classes"] == {"NORMAL": 2, "PNEUMONIA": 1}
     assert [e["path"] for e in report["excluded"]] == ["PNEUMONIA/p2.png"]
-    assert sorted(p.relative_to(tmp_path / "raw").as_posix()
-                  for p in (tmp_path / "raw").rglob("*.png")) == [
-        "NORMAL/n1.png", "NORMAL/n2.png", "PNEUMONIA/p1.png"]
+    # the download lives outside the repository: kept files are copied byte for byte
+    images = tmp_path / "raw" / "images"
+    assert sorted(p.relative_to(images).as_posix() for p in images.rglob("*.*")) == [
+        "NORMAL/n1.png", "NORMAL/n2.jpeg", "PNEUMONIA/p1.png"]
+    download = next((tmp_path / "cache").rglob("n1.png"))
+    assert (images / "NORMAL" / "n1.png").read_bytes() == download.read_bytes()
+    assert source_root(tmp_path / "raw") == images
 
 
 def test_unpinned_handle_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import types
@@ -14,6 +13,7 @@ import pytest
 from medclass.config import DataParams, MedMNISTParams, parse_params
 from medclass.data import medmnist_source
 from medclass.data.medmnist_source import ZENODO, expected_file, official_filename
+from medclass.data.raw_manifest import read_raw_manifest
 from medclass.data.sources import prepare_raw
 from medclass.errors import MedclassError
 
@@ -80,8 +80,7 @@ def test_local_file_is_read_by_the_npz_ingest(tmp_path: Path, no_medmnist: None)
                                   "file": str(tmp_path / "ext" / "pneumoniamnist.npz")}
     # the official label names without the package installed
     assert json.loads((out / "classes.json").read_text()) == {"classes": ["normal", "pneumonia"]}
-    with (out / "predefined_split.csv").open(newline="") as fh:
-        splits = [r["split"] for r in csv.DictReader(fh)]
+    splits = [r.split for r in read_raw_manifest(out / "manifest.csv")]
     assert {s: splits.count(s) for s in ("train", "val", "test")} == {
         "train": 6, "val": 3, "test": 4}
     named = _data(tmp_path / "ext", class_names=["healthy", "sick"])

@@ -1,8 +1,8 @@
-"""Tests for medclass.data.sources.prepare_raw (synthetic, folder and npz sources)."""
+"""Tests for medclass.data.sources.prepare_raw (synthetic, folder and npz sources): the
+validated manifest it writes, generated images under ``images/``, and no copies of a user's."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from medclass.config import DataParams, SyntheticParams
+from medclass.data.raw_manifest import read_raw_manifest, source_root
 from medclass.data.sources import prepare_raw, safe_class_name
 from medclass.errors import MedclassError
 
@@ -20,6 +21,10 @@ BREASTMNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "breastm
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _manifest(out: Path) -> dict[str, object]:
+    return {r.path: r for r in read_raw_manifest(out / "manifest.csv")}
 
 
 def _error(data: DataParams, out: Path) -> str:
@@ -52,13 +57,20 @@ def test_synthetic_layout_report_and_determinism(tmp_path: Path) -> None:
     assert a == b
     assert a.keys() == c.keys() and a != c
     assert json.loads(a["classes.json"]) == {"classes": ["normal", "nodule", "odd"]}
-    assert "predefined_split.csv" not in a
+    assert {r.split for r in _manifest(tmp_path / "a").values()} == {""}
+    assert source_root(tmp_path / "a") == tmp_path / "a" / "images"
     assert report["classes"] == {"normal": 4, "nodule": 3, "odd": 3}
     assert report["source"] == "synthetic" and report["n_images"] == 10
     assert report["n_classes"] == 3 and report["modes"] == {"L": 10}
     assert report["n_excluded"] == report["n_ignored"] == 0
-    assert "normal/normal_00003.png" in a and "odd/odd_00002.png" in a
-    with Image.open(tmp_path / "a" / "nodule" / "nodule_00000.png") as img:
+    assert "images/normal/normal_00003.png" in a and "images/odd/odd_00002.png" in a
+    rows = _manifest(tmp_path / "a")
+    assert sorted(rows) == sorted(k.removeprefix("images/") for k in a if k.endswith(".png"))
+    row = rows["nodule/nodule_00000.png"]
+    assert (row.label, row.class_name, row.width, row.height, row.mode) == (1, "nodule", 16, 16,
+                                                                            "L")
+    assert len(row.phash) == 64 and len(row.file_sha256) == 64
+    with Image.open(tmp_path / "a" / "images" / "nodule" / "nodule_00000.png") as img:
         assert img.mode == "L" and img.size == (16, 16)
 
 
@@ -71,7 +83,8 @@ def test_class_names_sanitised(tmp_path: Path) -> None:
             safe_class_name(bad)
     report = prepare_raw(_synthetic(classes=["../up", "a/b"]), 0, tmp_path / "out")
     assert report["classes"] == {"_up": 4, "a_b": 4}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["_up", "a_b"]
+    images = tmp_path / "out" / "images"
+    assert sorted(p.name for p in images.iterdir() if p.is_dir()) == ["_up", "a_b"]
     assert not (tmp_path / "up").exists()
     msg = _error(_synthetic(classes=["a/b", "a\\b"]), tmp_path / "clash")
     assert "clash" in msg
@@ -112,21 +125,18 @@ def test_folder_ingest(tmp_path: Path) -> None:
     report = prepare_raw(_folder(src), 0, out)
     files = _tree(out)
     assert json.loads(files["classes.json"]) == {"classes": ["benign", "malignant"]}
-    assert sorted(k for k in files if k.startswith("benign/")) == [
-        "benign/a.png",
-        "benign/a_1.png",
-        "benign/colour.png",
-        "benign/sub_dir__deep__x_ray_1.png",
+    assert not [k for k in files if k.endswith((".png", ".jpg", ".bmp", ".tif"))]  # no copies
+    assert source_root(out) == src
+    rows = _manifest(out)
+    assert sorted(rows) == [
+        "benign/a.jpg", "benign/a.png", "benign/colour.bmp", "benign/sub dir/deep/x ray#1.PNG",
+        "malignant/m1.tif", "malignant/m2.png",
     ]
-    assert sorted(k for k in files if k.startswith("malignant/")) == [
-        "malignant/m1.png",
-        "malignant/m2.png",
-    ]
-    with Image.open(out / "benign" / "colour.png") as img:
-        assert img.mode == "RGB"
-    with Image.open(out / "malignant" / "m2.png") as img:
-        assert img.mode == "L" and np.asarray(img).max() == 4  # 1000 / 257
-    assert report["source"] == "folder"
+    assert rows["benign/colour.bmp"].mode == "RGB"
+    assert rows["malignant/m2.png"].mode == "L" and rows["malignant/m2.png"].label == 1
+    assert (rows["benign/a.png"].width, rows["benign/a.png"].height) == (12, 12)
+    assert report["source"] == "folder" and report["layout"] == "classes"
+    assert report["splits"] is None and report["root"] == src.as_posix()
     assert report["classes"] == {"benign": 4, "malignant": 2}
     assert report["n_images"] == 6 and report["n_classes"] == 2
     excluded = {e["path"]: e["reason"] for e in report["excluded"]}
@@ -138,7 +148,6 @@ def test_folder_ingest(tmp_path: Path) -> None:
             "malignant/Thumbs.db", ".git", "README.md"} == set(ignored)
     assert report["n_ignored"] == len(ignored)
     assert report["modes"] == {"I;16": 1, "L": 4, "RGB": 1}
-    assert "predefined_split.csv" not in files
     assert not out.with_name(".raw.old").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -163,7 +172,7 @@ def test_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "two" / "bad" / "broken.png").write_bytes(b"nope")
     (tmp_path / "two" / "bad" / ".hidden.png").write_bytes(b"nope")
     msg = _error(_folder(tmp_path / "two"), tmp_path / "o")
-    assert msg == "class folder 'bad' has no readable images; add images or remove the folder"
+    assert msg == "class 'bad' has no readable images; add images or remove the class"
     assert not (tmp_path / "o").exists()
 
 
@@ -205,19 +214,19 @@ def test_npz_round_trip_with_predefined_split(tmp_path: Path, rgb: bool) -> None
     assert report["source"] == "npz" and report["n_images"] == 18
     assert report["classes"] == {"class_0": 7, "class_1": 6, "class_2": 5}
     assert report["modes"] == {"RGB" if rgb else "L": 18}
-    with (out / "predefined_split.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["split"] for r in rows].count("val") == 4
-    assert {r["split"] for r in rows} == {"train", "val", "test"}
-    assert {r["path"] for r in rows} == {
-        p.relative_to(out).as_posix() for p in out.rglob("*.png")
+    rows = list(_manifest(out).values())
+    assert [r.split for r in rows].count("val") == 4
+    assert {r.split for r in rows} == {"train", "val", "test"}
+    assert {r.path for r in rows} == {
+        p.relative_to(out / "images").as_posix() for p in out.rglob("*.png")
     }
     with np.load(npz) as src:
         for r in rows:
-            split, index = Path(r["path"]).stem.split("_")
+            split, index = Path(r.path).stem.split("_")
+            assert r.split == split
             label = int(src[f"{split}_labels"][int(index), 0])
-            assert r["path"].startswith(f"class_{label}/")
-            with Image.open(out / r["path"]) as img:
+            assert r.path.startswith(f"class_{label}/") and r.label == label
+            with Image.open(out / "images" / r.path) as img:
                 np.testing.assert_array_equal(np.asarray(img), src[f"{split}_images"][int(index)])
 
 
@@ -263,6 +272,5 @@ def test_real_breastmnist(tmp_path: Path) -> None:
         sizes = {s: len(src[f"{s}_labels"]) for s in ("train", "val", "test")}
     assert report["n_images"] == sum(sizes.values())
     assert report["n_classes"] == 2 and report["n_excluded"] == 0
-    with (out / "predefined_split.csv").open(newline="") as fh:
-        splits = [r["split"] for r in csv.DictReader(fh)]
+    splits = [r.split for r in _manifest(out).values()]
     assert {s: splits.count(s) for s in sizes} == sizes

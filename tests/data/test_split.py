@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from medclass.config import SplitParams
 from medclass.data.split import (
@@ -21,20 +19,14 @@ from medclass.data.split import (
 from medclass.errors import MedclassError
 
 
-def make_raw(root: Path, counts: dict[str, int]) -> Path:
-    """Write tiny gray PNGs ``root/<class>/img_XX.png`` and classes.json (dict order)."""
-    for name, n in counts.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img = Image.fromarray(np.full((4, 4), i, np.uint8), "L")
-            img.save(root / name / f"img_{i:02d}.png")
-    (root / "classes.json").write_text(json.dumps({"classes": list(counts)}))
-    return root
-
-
-def write_predefined(root: Path, mapping: dict[str, str]) -> None:
-    lines = ["path,split"] + [f"{p},{s}" for p, s in mapping.items()]
-    (root / "predefined_split.csv").write_text("\n".join(lines) + "\n")
+def make_items(counts: dict[str, int], splits: tuple[str, ...] = ("",)
+               ) -> tuple[list[tuple[str, int, str, str]], list[str]]:
+    """``(path, label, class, source split)`` items, ``split`` cycling through ``splits``."""
+    items = []
+    for label, (name, n) in enumerate(counts.items()):
+        items += [(f"{name}/img_{i:02d}.png", label, name, splits[i % len(splits)])
+                  for i in range(n)]
+    return items, list(counts)
 
 
 CLASS_SIZES = {"normal": 50, "nodule": 23, "opacity": 7, "effusion": 3}
@@ -113,91 +105,70 @@ def test_three_images_per_class_are_enough() -> None:
         assert sorted(splits[labels == label].tolist()) == ["test", "train", "val"]
 
 
-def test_build_manifest_labels_follow_classes_json_and_rows_are_sorted(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"zeta": 10, "alpha": 10})
-    (raw / "alpha" / "notes.txt").write_text("ignored")
-    rows = build_manifest(raw, SplitParams(val_fraction=0.2, test_fraction=0.2), seed=0)
+def test_build_manifest_rows_are_sorted_and_deterministic() -> None:
+    items, classes = make_items({"zeta": 10, "alpha": 10})
+    params = SplitParams(val_fraction=0.2, test_fraction=0.2)
+    rows = build_manifest(items, params, seed=0, classes=classes)
     assert len(rows) == 20
     assert {(r.class_name, r.label) for r in rows} == {("zeta", 0), ("alpha", 1)}
-    assert all(r.path == f"{r.class_name}/{Path(r.path).name}" for r in rows)
     order = {"train": 0, "val": 1, "test": 2}
     assert rows == sorted(rows, key=lambda r: (order[r.split], r.path))
     assert [r.split for r in rows].count("val") == 4
-    assert rows == build_manifest(raw, SplitParams(val_fraction=0.2, test_fraction=0.2), seed=0)
+    assert rows == build_manifest(items, params, seed=0, classes=classes)
 
 
-def test_build_manifest_missing_class_folder_is_an_error(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"a": 5})
-    (raw / "classes.json").write_text(json.dumps({"classes": ["a", "b"]}))
-    with pytest.raises(MedclassError, match="'b' has 0 images"):
-        build_manifest(raw, SplitParams(), seed=0)
+def test_predefined_split_is_honoured() -> None:
+    items, classes = make_items({"a": 6, "b": 4}, ("test", "val", "train", "train", "train"))
+    rows = build_manifest(items, SplitParams(), seed=0, classes=classes)
+    assert {r.path: r.split for r in rows} == {i[0]: i[3] for i in items}
 
 
-def test_build_manifest_bad_classes_json(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"a": 5})
-    (raw / "classes.json").write_text(json.dumps({"classes": []}))
-    with pytest.raises(MedclassError, match="classes.json"):
-        build_manifest(raw, SplitParams(), seed=0)
-
-
-def _predefined_mapping(raw: Path) -> dict[str, str]:
-    paths = sorted(p.relative_to(raw).as_posix() for p in raw.glob("*/*.png"))
-    return {p: ("test", "val", "train", "train", "train")[i % 5] for i, p in enumerate(paths)}
-
-
-def test_predefined_split_is_honoured(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"a": 6, "b": 4})
-    mapping = _predefined_mapping(raw)
-    write_predefined(raw, mapping)
-    rows = build_manifest(raw, SplitParams(), seed=0)
-    assert {r.path: r.split for r in rows} == mapping
-
-
-def test_predefined_split_ignored_when_disabled(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"a": 30, "b": 30})
-    mapping = {p: "train" for p in _predefined_mapping(raw)}
-    mapping["a/img_00.png"], mapping["b/img_00.png"] = "val", "test"
-    write_predefined(raw, mapping)
-    rows = build_manifest(raw, SplitParams(use_predefined=False), seed=0)
+def test_predefined_split_ignored_when_disabled() -> None:
+    items, classes = make_items({"a": 30, "b": 30}, ("train",))
+    rows = build_manifest(items, SplitParams(use_predefined=False), seed=0, classes=classes)
     assert [r.split for r in rows].count("val") == 6
 
 
-@pytest.mark.parametrize(
-    "edit,match",
-    [
-        (lambda m: m.pop("a/img_01.png"), "not listed"),
-        (lambda m: m.__setitem__("a/ghost.png", "train"), "not an image"),
-        (lambda m: m.__setitem__("a/img_01.png", "holdout"), "not train/val/test"),
-        (lambda m: [m.__setitem__(k, "train") for k, v in m.items() if v == "val"], "'val'"),
-    ],
-)
-def test_predefined_split_errors(tmp_path: Path, edit, match: str) -> None:
-    raw = make_raw(tmp_path / "raw", {"a": 6, "b": 4})
-    mapping = _predefined_mapping(raw)
-    edit(mapping)
-    write_predefined(raw, mapping)
+@pytest.mark.parametrize("given,carved", [(("train", "test"), "val"), (("train", "val"), "test")])
+def test_missing_split_is_carved_from_train_only(given: tuple[str, ...], carved: str) -> None:
+    items, classes = make_items({"a": 40, "b": 20}, given)
+    params = SplitParams(val_fraction=0.25, test_fraction=0.1)
+    rows = build_manifest(items, params, seed=3, classes=classes)
+    source = {i[0]: i[3] for i in items}
+    kept = given[1]
+    assert all(r.split == kept for r in rows if source[r.path] == kept)  # never moved
+    from_train = [r for r in rows if source[r.path] == "train"]
+    fraction = params.val_fraction if carved == "val" else params.test_fraction
+    for label, n_train in ((0, 20), (1, 10)):
+        got = sum(r.split == carved and r.label == label for r in from_train)
+        assert got == split_counts(n_train, *((fraction, 0) if carved == "val" else (0, fraction)))[
+            1 if carved == "val" else 2]
+
+
+def test_carved_val_keeps_groups_whole() -> None:
+    items, classes = make_items({"a": 40, "b": 40}, ("train", "test"))
+    groups = np.array([i // 4 for i in range(len(items))])  # 4 images per patient
+    rows = build_manifest(items, SplitParams(), seed=0, classes=classes, groups=groups)
+    split_of = {r.path: r.split for r in rows}
+    for g in np.unique(groups):  # within the train folder a patient is never split
+        members = [items[i][0] for i in np.flatnonzero(groups == g) if items[i][3] == "train"]
+        assert len({split_of[m] for m in members}) <= 1
+    assert "val" in split_of.values()
+
+
+@pytest.mark.parametrize("splits,match", [(("val", "test"), "no train"), (("train", ""),
+                                                                            "have no split")])
+def test_predefined_split_errors(splits: tuple[str, ...], match: str) -> None:
+    items, classes = make_items({"a": 6, "b": 4}, splits)
     with pytest.raises(MedclassError, match=match) as err:
-        build_manifest(raw, SplitParams(), seed=0)
-    assert "use_predefined" in str(err.value)
-
-
-def test_predefined_split_duplicate_and_bad_header(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"a": 6})
-    csv_path = raw / "predefined_split.csv"
-    mapping = _predefined_mapping(raw)
-    write_predefined(raw, mapping)
-    with csv_path.open("a") as fh:
-        fh.write("a/img_00.png,train\n")
-    with pytest.raises(MedclassError, match="listed twice"):
-        build_manifest(raw, SplitParams(), seed=0)
-    csv_path.write_text("file,fold\na/img_00.png,train\n")
-    with pytest.raises(MedclassError, match="header"):
-        build_manifest(raw, SplitParams(), seed=0)
+        build_manifest(items, SplitParams(), seed=0, classes=classes)
+    assert "use_predefined" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_manifest_round_trip(tmp_path: Path) -> None:
-    raw = make_raw(tmp_path / "raw", {"normal": 8, "nodule, odd": 5})
-    rows = build_manifest(raw, SplitParams(val_fraction=0.2, test_fraction=0.2), seed=4)
+    items, classes = make_items({"normal": 8, "nodule, odd": 5})
+    rows = build_manifest(items, SplitParams(val_fraction=0.2, test_fraction=0.2), seed=4,
+                          classes=classes)
     path = tmp_path / "out" / "manifest.csv"
     write_manifest(path, rows)
     assert path.read_text().splitlines()[0] == "path,label,class_name,split"

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-pytestmark = pytest.mark.e2e
+from e2e_tools import copy_repo, env, ran_stages, run, set_params
 
 TINY = {
     "model": "simple_cnn_tiny",
@@ -31,55 +25,10 @@ TINY = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base[k], v) if isinstance(v, dict) and k in base else v
-    return out
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def set_params(repo: Path, over: dict) -> None:
-    p = repo / "params.yaml"
-    p.write_text(yaml.safe_dump(_merge(yaml.safe_load(p.read_text()), over), sort_keys=False))
-
-
-def ran_stages(proc: subprocess.CompletedProcess) -> set[str]:
-    text = proc.stdout + proc.stderr
-    return {s for s in ("prepare", "split", "verify", "head", "finetune", "evaluate",
-                          "kfold", "export")
-            if f"Running stage '{s}'" in text}
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A git+DVC copy of this repository's files, without outputs or cache, on tiny params."""
-    dst = tmp_path_factory.mktemp("e2e") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    skip = ("data/raw", "data/split", "models/", "plots/", "metrics/", "dvc.lock")
-    for f in files:
-        if f.startswith(skip) or not (REPO / f).is_file():
-            continue
-        (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, dst / f)
-    set_params(dst, TINY)
-    run(dst, "git", "init", "-q")
-    run(dst, "git", "add", "-A")
-    run(dst, "git", "commit", "-qm", "init")
+    dst = copy_repo(tmp_path_factory.mktemp("e2e") / "repo", TINY)
     first = run(dst, "dvc", "repro")
     assert ran_stages(first) == {"prepare", "split", "verify", "head", "finetune", "evaluate",
                                  "kfold", "export"}
@@ -156,7 +105,7 @@ def start_queue(repo: Path) -> None:
     stdout/stderr open (its intermediate fork waits on the worker), so captured pipes would
     only close when the whole queue is done and the worker has exited."""
     with open(repo.parent / "queue_start.log", "ab") as log:
-        subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=repo, env=_env(), stdout=log,
+        subprocess.run(["dvc", "queue", "start", "-j", "1"], cwd=repo, env=env(), stdout=log,
                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120,
                        check=True)
 
@@ -216,3 +165,32 @@ def test_push_pull_round_trip(repo, tmp_path):
     assert (repo / "models/model.pt").is_file()
     assert (repo / "models/kfold/fold_1.pt").is_file()
     assert (repo / "models/export/model.onnx").is_file()
+
+
+def test_external_set_scored_and_tracked(repo):
+    """evaluate.external: `dvc repro evaluate` scores a class-folder set under data/external
+    without retraining, and editing one of its images makes DVC call evaluate stale.
+    Last in the module: it leaves the repo on these params."""
+    import numpy as np
+    from PIL import Image
+
+    from medclass.data.synthetic import render
+
+    site = repo / "data/external/site_b"
+    for ci, name in enumerate(TINY["data"]["synthetic"]["classes"]):
+        (site / name).mkdir(parents=True)
+        for j in range(2):
+            img = render(name, ci, 24, 0.5, np.random.default_rng([9, ci, j]))
+            Image.fromarray(img).save(site / name / f"{j}.png")
+    set_params(repo, {"evaluate": {"external": [{"name": "site_b",
+                                                 "path": "data/external/site_b"}]}})
+    stages = ran_stages(run(repo, "dvc", "repro", "evaluate"))
+    assert "evaluate" in stages and not stages & {"head", "finetune"}  # no retraining
+    test = json.loads((repo / "metrics/test.json").read_text())
+    ext = test["external"]["site_b"]
+    assert ext["n_images"] == 6 and 0.0 <= ext["accuracy"] <= 1.0
+    assert ext["vs_test"]["accuracy"] == pytest.approx(ext["accuracy"] - test["accuracy"])
+    assert json.loads(run(repo, "dvc", "status", "--json", "evaluate").stdout) == {}
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(site / "normal" / "0.png")
+    status = json.loads(run(repo, "dvc", "status", "--json", "evaluate").stdout)
+    assert {"changed deps": {"data/external": "modified"}} in status["evaluate"]

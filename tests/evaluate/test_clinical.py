@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from medclass.errors import MedclassError
+from medclass.evaluate.bootstrap import ci_section
 from medclass.evaluate.calibration import fit_temperature
 from medclass.evaluate.clinical import (
     calibration_section,
-    ci_section,
     error_section,
     uncertainty_section,
     write_reliability_csvs,

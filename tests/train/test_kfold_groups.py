@@ -48,7 +48,7 @@ def test_too_few_groups_for_the_folds_is_one_clear_line():
     with pytest.raises(MedclassError) as err:
         make_folds(labels, 3, 0, CLASSES, groups=groups)
     assert str(err.value) == (
-        "class 'normal' has 2 train+val image groups (duplicates / split.group_by); "
+        "class 'normal' has 2 train+val image groups (duplicates / patient groups); "
         "kfold.folds=3 needs at least 3 — lower kfold.folds or add images")
 
 

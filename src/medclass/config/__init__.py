@@ -5,6 +5,7 @@ other stage groups, the whole file, validation and loading).
 """
 
 from medclass.config.data import (
+    CsvParams,
     DataParams,
     KaggleParams,
     MedMNISTParams,
@@ -32,7 +33,7 @@ from medclass.config.train import (
 )
 
 __all__ = [
-    "PARAMS_FILE", "AugmentParams", "DataParams", "EvaluateParams", "ExportFormat",
+    "PARAMS_FILE", "AugmentParams", "CsvParams", "DataParams", "EvaluateParams", "ExportFormat",
     "ExportParams", "FinetuneParams", "HeadParams", "KFoldParams", "KaggleParams",
     "MedMNISTParams", "MixupParams", "Params", "SplitParams", "SwaParams", "SyntheticParams",
     "TrainParams", "VerifyParams", "load_params", "parse_params",

@@ -97,11 +97,34 @@ class KaggleParams(_Strict):
         return None if value is None else _relative_inside(value, "subdir")
 
 
+class CsvParams(_Strict):
+    """``data.source: csv``: an image folder (``data.path``) plus a CSV/TSV of labels.
+
+    ``image_column`` holds a path relative to ``image_dir`` (``img/001.png``), or an id: with
+    ``extension`` the file is ``<id><extension>``; without it an id that has no suffix is
+    looked up by file stem anywhere under ``image_dir`` (e.g. HAM10000's two part folders)."""
+
+    file: str = "labels.csv"
+    image_dir: str = "."
+    image_column: str = Field(default="image", min_length=1)
+    label_column: str = Field(default="label", min_length=1)
+    extension: str | None = Field(default=None, pattern=r"^\.[A-Za-z0-9]+$")
+    group_column: str | None = Field(default=None, min_length=1)
+    split_column: str | None = Field(default=None, min_length=1)
+    delimiter: Literal["auto", ",", ";", "\t", "|"] = "auto"
+
+    @field_validator("image_dir")
+    @classmethod
+    def _dir_inside(cls, value: str) -> str:
+        return _relative_inside(value, "csv.image_dir")
+
+
 class DataParams(_Strict):
     """Where images come from and how they are decoded for training."""
 
-    source: Literal["synthetic", "folder", "npz", "medmnist", "kaggle"] = "synthetic"
+    source: Literal["synthetic", "folder", "csv", "npz", "medmnist", "kaggle"] = "synthetic"
     path: str = "data/external"
+    layout: Literal["auto", "classes", "splits"] = "auto"
     class_names: list[str] | None = None
     image_size: int = Field(default=32, ge=8, le=2048)
     channels: Literal["auto", 1, 3] = "auto"
@@ -109,6 +132,7 @@ class DataParams(_Strict):
     synthetic: SyntheticParams = SyntheticParams()
     medmnist: MedMNISTParams = MedMNISTParams()
     kaggle: KaggleParams = KaggleParams()
+    csv: CsvParams = CsvParams()
 
     @model_validator(mode="after")
     def _kaggle_has_handle(self) -> DataParams:
@@ -138,6 +162,26 @@ class SplitParams(_Strict):
     use_predefined: bool = True
     near_duplicate_distance: int | None = Field(default=8, ge=0, le=64)
     group_by: str | None = Field(default=None, min_length=1)
+    group_pattern: str | None = Field(default=None, min_length=1)
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _one_capture_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(
+                f"group_pattern {value!r} is not a valid regular expression ({exc}); fix it, "
+                r"e.g. '(person\d+)_'"
+            ) from None
+        if compiled.groups < 1:
+            raise ValueError(
+                f"group_pattern {value!r} has no capture group; wrap the patient id in "
+                r"parentheses, e.g. '(person\d+)_'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _fractions_leave_train(self) -> SplitParams:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
 import yaml
@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from medclass.config.base import _Strict
-from medclass.config.data import DataParams, SplitParams
+from medclass.config.data import CsvParams, DataParams, SplitParams
 from medclass.config.train import FinetuneParams, HeadParams, TrainParams
 from medclass.errors import MedclassError
 
@@ -42,6 +42,53 @@ class KFoldParams(_Strict):
     ensemble: list[Literal["mean", "vote"]] = Field(default=["mean", "vote"], min_length=1)
 
 
+EXTERNAL_ROOT = "data/external"
+"""External test sets must live here: the evaluate stage's DVC deps track this folder."""
+
+
+class ExternalSet(_Strict):
+    """One labelled set scored next to the test split (``evaluate.external``): a
+    class-folder tree or a CSV source under ``data/external/``."""
+
+    name: str
+    path: str
+    source: Literal["folder", "csv"] = "folder"
+    csv: CsvParams = CsvParams()
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not (value.isascii() and value.isidentifier()):
+            raise ValueError(f"name {value!r} is not identifier-like; use letters, digits and _ "
+                             "(e.g. site_b)")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _inside_external(cls, value: str) -> str:
+        parts = PurePosixPath(value.replace("\\", "/")).parts
+        if ".." in parts or parts[:2] != ("data", "external") or len(parts) < 3:
+            raise ValueError(
+                f"path {value!r} must be a folder inside {EXTERNAL_ROOT}/ (e.g. "
+                f"{EXTERNAL_ROOT}/site_b, no '..'): evaluate's DVC deps track {EXTERNAL_ROOT}, "
+                "so only sets there rerun evaluate when they change")
+        return value
+
+    @model_validator(mode="after")
+    def _csv_fits(self) -> ExternalSet:
+        if self.source == "folder" and "csv" in self.model_fields_set:
+            raise ValueError(f"external set {self.name!r} has csv settings but source: folder; "
+                             "set source: csv or remove csv")
+        if self.csv.split_column is not None:
+            raise ValueError(f"external set {self.name!r}: csv.split_column is set, but a set "
+                             "is scored whole; remove split_column")
+        file = PurePosixPath(self.csv.file.replace("\\", "/"))
+        if file.is_absolute() or ".." in file.parts:
+            raise ValueError(f"external set {self.name!r}: csv.file must be a relative path "
+                             f"inside the set's folder (got {self.csv.file!r})")
+        return self
+
+
 class EvaluateParams(_Strict):
     """Test-split evaluation: metrics, calibration, uncertainty, CIs, figures, model card."""
 
@@ -56,11 +103,21 @@ class EvaluateParams(_Strict):
     gallery: int = Field(default=16, ge=0, le=100)
     report: bool = True
     tta: Literal["none", "flip", "flip_rot"] = "none"
+    external: list[ExternalSet] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _mc_passes_off_or_several(self) -> EvaluateParams:
         if self.mc_dropout_passes == 1:
             raise ValueError("mc_dropout_passes: use 0 (off) or at least 2 passes")
+        return self
+
+    @model_validator(mode="after")
+    def _external_names_unique(self) -> EvaluateParams:
+        names = [s.name for s in self.external]
+        twice = next((n for n in names if names.count(n) > 1), None)
+        if twice is not None:
+            raise ValueError(f"external lists the name {twice!r} twice; give each set its own "
+                             "name")
         return self
 
 
@@ -150,6 +207,26 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"{source}: {key}: {msg}{more}"
 
 
+def _overlaps(a: str, b: str) -> bool:
+    """``a`` and ``b`` are one folder, or one holds the other (resolved from the cwd)."""
+    pa, pb = Path(a).resolve(), Path(b).resolve()
+    return pa == pb or pa in pb.parents or pb in pa.parents
+
+
+def _check_external_sets(params: Params, source: str) -> None:
+    """An external set must not share a folder with the training images (it would be
+    trained on, or be read as a class folder)."""
+    data = params.data
+    if data.source not in ("folder", "csv"):
+        return  # the other sources do not read training images from data.path's tree
+    for ext in params.evaluate.external:
+        if _overlaps(ext.path, data.path):
+            raise MedclassError(
+                f"{source}: evaluate.external: set {ext.name!r} ({ext.path}) overlaps data.path "
+                f"'{data.path}', the training images; give each its own folder, e.g. data.path: "
+                f"{EXTERNAL_ROOT}/train and the set in {EXTERNAL_ROOT}/{ext.name}")
+
+
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     """Validate a params mapping; raise one-line ``MedclassError`` naming the bad key."""
     if not isinstance(raw, dict):
@@ -166,6 +243,7 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
             f"{source}: finetune.strategy: gradual changes the trained parameters between "
             "epochs, which DDP cannot follow; use partial or train.nproc_per_node: 1"
         )
+    _check_external_sets(params, source)
     check_model_name(params.model)
     min_size = get_spec(params.model).min_size
     if params.data.image_size < min_size:

@@ -1,20 +1,20 @@
-"""The decode-once cache: every PNG is decoded and resized once into uint8 NCHW ``.npy`` files.
+"""The decode-once cache: every source image is decoded and resized once into uint8 NCHW
+``.npy`` files.
 
 Training memory-maps these arrays and never touches image files. Resizing squashes to
 ``image_size x image_size`` (aspect ratio is not kept) with ``Image.Resampling.BILINEAR``;
 Pillow widens the filter support when downscaling, so reductions are antialiased.
 
-The split stage decodes every raw image once (:func:`decode_images`, in listing order, into a
-scratch array), fingerprinting each full-resolution image on the way for duplicate detection;
-after the split it copies the rows of each split into place (:func:`write_split_cache`).
+The split stage decodes every source file once (:func:`decode_images`, in manifest order, into
+a scratch array; prepare already fingerprinted it at full resolution), then copies the rows of
+each split into place (:func:`write_split_cache`).
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +22,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from medclass.data.ingest import decode_file
 from medclass.data.split import SPLITS, ManifestRow
 from medclass.errors import MedclassError
 from medclass.io import atomic_path
 
 ChannelSetting = Literal["auto", 1, 3]
-Inspect = Callable[[Image.Image, bytes], Any]
 SCRATCH_FILE = ".decoded.npy"
 _MODES = ("L", "RGB")
 _BATCH = 256
@@ -50,44 +50,24 @@ def _bad_image(path: Path, exc: BaseException) -> MedclassError:
 
 
 def _read_mode(path: Path) -> str:
-    """Image mode from the PNG header only (no pixel decoding)."""
+    """``L`` or ``RGB``: the mode a file decodes to (``channels: auto`` only; the split stage
+    takes modes from the prepare manifest instead of decoding twice)."""
     try:
-        with Image.open(path) as im:
-            mode = im.mode
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return decode_file(path)[0].mode
+    except MedclassError as exc:
         raise _bad_image(path, exc) from exc
-    if mode not in _MODES:
-        raise MedclassError(f"{path} has mode {mode!r}, expected 'L' or 'RGB'; {_RERUN_PREPARE}")
-    return mode
-
-
-def _decode_one(
-    path: Path, size: int, channels: int, inspect: Inspect | None = None
-) -> tuple[np.ndarray, Any]:
-    """Decode one PNG to a uint8 (C, size, size) array, plus ``inspect``'s result (or None)
-    on the full-resolution decoded image and the file's bytes: one read, one decode."""
-    try:
-        data = path.read_bytes() if inspect is not None else None
-        with Image.open(path if data is None else io.BytesIO(data)) as im:
-            if im.mode not in _MODES:
-                raise MedclassError(
-                    f"{path} has mode {im.mode!r}, expected 'L' or 'RGB'; {_RERUN_PREPARE}"
-                )
-            info = None
-            if inspect is not None and data is not None:
-                im.load()
-                info = inspect(im, data)
-            im = im.convert("L" if channels == 1 else "RGB")  # L->RGB repeats the gray
-            im = im.resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise _bad_image(path, exc) from exc
-    return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), info
 
 
 def _decode(path: Path, size: int, channels: int) -> np.ndarray:
-    """Decode one PNG to a uint8 (C, size, size) array."""
-    return _decode_one(path, size, channels)[0]
+    """Decode one source file (``ingest.decode_file``: any Pillow format or DICOM, normalised
+    to ``L``/``RGB``) to a uint8 (C, size, size) array."""
+    try:
+        img, _ = decode_file(path)
+    except MedclassError as exc:
+        raise _bad_image(path, exc) from exc
+    img = img.convert("L" if channels == 1 else "RGB")  # L->RGB repeats the gray
+    arr = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
@@ -105,12 +85,9 @@ def decode_images(
     image_size: int,
     channels: ChannelSetting | int | str,
     out_path: Path,
-    inspect: Inspect | None = None,
-) -> tuple[int, list[Any]]:
+) -> int:
     """Decode every file once, in list order, into a uint8 (N, C, size, size) ``.npy`` at
-    ``out_path`` (written atomically); return the channel count and, per file, what
-    ``inspect(full-resolution image, file bytes)`` returned (None without ``inspect``)."""
-    infos: list[Any] = []
+    ``out_path`` (written atomically); return the channel count."""
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         modes = list(pool.map(_read_mode, files)) if channels == "auto" else []
         n_channels = resolve_channels(channels, modes)
@@ -118,21 +95,18 @@ def decode_images(
         with atomic_path(out_path) as tmp:
             if not files:
                 _save(tmp, np.zeros(shape, dtype=np.uint8))
-                return n_channels, infos
-            decode = functools.partial(
-                _decode_one, size=image_size, channels=n_channels, inspect=inspect
-            )
+                return n_channels
+            decode = functools.partial(_decode, size=image_size, channels=n_channels)
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             try:
                 for start in range(0, len(files), _BATCH):
                     # pool.map yields in input order, so the output order is deterministic.
-                    for i, (arr, info) in enumerate(pool.map(decode, files[start:start + _BATCH])):
+                    for i, arr in enumerate(pool.map(decode, files[start:start + _BATCH])):
                         out[start + i] = arr
-                        infos.append(info)
                 out.flush()
             finally:
                 del out
-    return n_channels, infos
+    return n_channels
 
 
 def _copy_rows(path: Path, images: np.ndarray, index: np.ndarray) -> None:

@@ -118,7 +118,7 @@ def grouped_split(
     for name, n in zip(class_names, per_class, strict=True):
         if n < needed:
             raise MedclassError(
-                f"class {name!r} has {n} image groups (duplicates / split.group_by); every split "
+                f"class {name!r} has {n} image groups (duplicates / patient groups); every split "
                 f"needs one, so at least {needed} — {fix}"
             )
     where = _greedy(mat, targets, seed)
@@ -126,7 +126,7 @@ def grouped_split(
     if hole is not None:
         raise MedclassError(
             f"class {class_names[hole[1]]!r} cannot reach the {splits[hole[0]]} split without "
-            f"splitting an image group (duplicates / split.group_by) — {fix}"
+            f"splitting an image group (duplicates / patient groups) — {fix}"
         )
     return np.asarray(splits)[where[groups]]
 

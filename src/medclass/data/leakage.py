@@ -1,8 +1,9 @@
-"""The split stage's work: one decode per image, duplicate/group detection, a leak-free split.
+"""The split stage's work: duplicate/group detection, a leak-free split, one decode per image.
 
-Every raw image is decoded once (``cache.decode_images``); the same decode resizes it for the
-cache and fingerprints it (``dedup.fingerprint``). Exact and near duplicates, plus images that
-share a ``split.group_by`` value, form groups that the split keeps whole. Outputs in
+Prepare fingerprinted every image (``dedup.fingerprint``); here exact and near duplicates, plus
+images that share a ``split.group_by`` value, a ``split.group_pattern`` match on their path or a
+CSV source's group column, form groups that the split keeps whole. Each source file is then
+decoded once, at the training resolution, into the cache (``cache.decode_images``). Outputs in
 ``out_dir``: ``manifest.csv``, ``groups.csv`` (``path,group`` for every image; kfold reads
 it), ``duplicates.json`` (every duplicate group with its images, kind and splits) and the cache;
 the returned report (counts only) becomes ``metrics/split_report.json``.
@@ -10,32 +11,74 @@ the returned report (counts only) becomes ``metrics/split_report.json``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medclass.config import Params
-from medclass.data.cache import SCRATCH_FILE, decode_images, write_split_cache
+from medclass.config import Params, SplitParams
+from medclass.data.cache import SCRATCH_FILE, decode_images, resolve_channels, write_split_cache
 from medclass.data.dedup import (
     DuplicateGroups,
+    Fingerprint,
     find_duplicates,
-    fingerprint,
     group_summary,
     merge_groups,
 )
 from medclass.data.groups import GROUPS_FILE, cross_split_groups, write_groups
 from medclass.data.metadata import read_group_column
+from medclass.data.raw_manifest import MANIFEST_FILE, RawRow, read_raw_manifest, source_root
 from medclass.data.split import (
     ManifestRow,
     build_manifest,
-    list_images,
     read_classes,
     stratified_split,
     uses_predefined,
     write_manifest,
 )
 from medclass.io import write_json
+
+
+def _ids(values: list[str]) -> np.ndarray:
+    """Equal non-empty values share an id; an empty value is a group of its own."""
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(v or f"\0{i}", len(ids)) for i, v in enumerate(values)],
+                    dtype=np.int64)
+
+
+def pattern_groups(paths: list[str], pattern: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Group ids from the first capture group of ``pattern`` searched in each path (no match:
+    its own group), and the counts for the split report."""
+    regex = re.compile(pattern)
+    values = []
+    for path in paths:
+        m = regex.search(path)
+        values.append(m.group(1) or "" if m else "")
+    matched = sum(bool(v) for v in values)
+    ids = _ids(values)
+    return ids, {"matched": matched, "unmatched": len(paths) - matched,
+                 "groups": int(len(set(v for v in values if v)))}
+
+
+def _user_groups(raw_dir: Path, raw: list[RawRow], sp: SplitParams,
+                 paths: list[str]) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Labelings from group_by, group_pattern and a CSV group column, with their counts."""
+    labelings, info = [], {}
+    if sp.group_by is not None:
+        by_column = read_group_column(raw_dir, sp.group_by, paths)
+        labelings.append(by_column)
+        info["n_group_by_values"] = int(len(np.unique(by_column)))
+    if sp.group_pattern is not None:
+        ids, counts = pattern_groups(paths, sp.group_pattern)
+        labelings.append(ids)
+        info["group_pattern"] = {"pattern": sp.group_pattern, **counts}
+    if any(r.group for r in raw):
+        column = [r.group for r in raw]
+        labelings.append(_ids(column))
+        info["group_column"] = {"images_with_group": sum(bool(v) for v in column),
+                                "groups": len({v for v in column if v})}
+    return labelings, info
 
 
 def _near_groups(dups: DuplicateGroups) -> np.ndarray:
@@ -76,7 +119,7 @@ def _details(paths: list[str], rows: list[ManifestRow],
 
 
 def _report(params: Params, paths: list[str], labels: np.ndarray, classes: list[str],
-            dups: DuplicateGroups, by_column: np.ndarray | None, groups: np.ndarray,
+            dups: DuplicateGroups, user: dict[str, Any], groups: np.ndarray,
             rows: list[ManifestRow], predefined: bool) -> dict[str, Any]:
     """The counts of ``metrics/split_report.json``."""
     sp = params.split
@@ -100,7 +143,9 @@ def _report(params: Params, paths: list[str], labels: np.ndarray, classes: list[
             "pairs": dups.n_near_pairs,
         },
         "group_by": sp.group_by,
-        "n_group_by_values": None if by_column is None else int(len(np.unique(by_column))),
+        "n_group_by_values": user.get("n_group_by_values"),
+        "group_pattern": user.get("group_pattern"),
+        "group_column": user.get("group_column"),
         "n_groups": int(len(sizes)),
         "n_multi_image_groups": int((sizes > 1).sum()),
         "largest_group": int(sizes.max(initial=0)),
@@ -111,35 +156,45 @@ def _report(params: Params, paths: list[str], labels: np.ndarray, classes: list[
     }
 
 
+def _fingerprints(raw: list[RawRow]) -> list[Fingerprint]:
+    return [Fingerprint(r.file_sha256, r.pixel_sha256, bytes.fromhex(r.phash)) for r in raw]
+
+
+def _decode_cache(root: Path, raw: list[RawRow], rows: list[ManifestRow], classes: list[str],
+                  params: Params, out_dir: Path) -> dict[str, Any]:
+    """Decode each source file once into the per-split cache; return the stats."""
+    paths = [r.path for r in raw]
+    channels = resolve_channels(params.data.channels, {r.mode for r in raw})
+    scratch = out_dir / SCRATCH_FILE
+    try:
+        decode_images([root / p for p in paths], params.data.image_size, channels, scratch)
+        images = np.load(scratch, mmap_mode="r")
+        try:
+            return write_split_cache(images, {p: i for i, p in enumerate(paths)}, rows,
+                                     classes, out_dir)
+        finally:
+            del images
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
 def split_dataset(raw_dir: Path, params: Params, out_dir: Path) -> tuple[dict, dict]:
     """Write the manifest, groups, duplicate list and cache to ``out_dir``; return
     (stats for ``stats.json``, counts for ``metrics/split_report.json``)."""
     raw_dir, out_dir, sp = Path(raw_dir), Path(out_dir), params.split
     classes = read_classes(raw_dir)
-    items = list_images(raw_dir, classes)
-    paths = [rel for rel, _, _ in items]
-    labels = np.array([label for _, label, _ in items], dtype=np.int64)
-    by_column = None if sp.group_by is None else read_group_column(raw_dir, sp.group_by, paths)
-    scratch = out_dir / "cache" / SCRATCH_FILE
-    try:
-        # the one decode per image: cache rows (listing order) + fingerprints
-        _, prints = decode_images([raw_dir / p for p in paths], params.data.image_size,
-                                  params.data.channels, scratch, inspect=fingerprint)
-        dups = find_duplicates(prints, sp.near_duplicate_distance)
-        groups = dups.labels if by_column is None else merge_groups(dups.labels, by_column)
-        group_of = dict(zip(paths, groups.tolist(), strict=True))
-        rows = build_manifest(raw_dir, sp, params.seed, groups=group_of)
-        images = np.load(scratch, mmap_mode="r")
-        try:
-            stats = write_split_cache(images, {p: i for i, p in enumerate(paths)}, rows,
-                                      classes, out_dir / "cache")
-        finally:
-            del images
-    finally:
-        scratch.unlink(missing_ok=True)
+    raw = read_raw_manifest(raw_dir / MANIFEST_FILE)
+    paths = [r.path for r in raw]
+    labels = np.array([r.label for r in raw], dtype=np.int64)
+    labelings, user = _user_groups(raw_dir, raw, sp, paths)
+    dups = find_duplicates(_fingerprints(raw), sp.near_duplicate_distance)
+    groups = merge_groups(dups.labels, *labelings) if labelings else dups.labels
+    items = [(r.path, r.label, r.class_name, r.split) for r in raw]
+    rows = build_manifest(items, sp, params.seed, classes, groups=groups)
+    stats = _decode_cache(source_root(raw_dir), raw, rows, classes, params, out_dir / "cache")
     write_manifest(out_dir / "manifest.csv", rows)
     write_groups(out_dir / GROUPS_FILE, paths, groups)
     write_json(out_dir / "duplicates.json", _details(paths, rows, dups))
-    predefined = uses_predefined(raw_dir, sp)
-    report = _report(params, paths, labels, classes, dups, by_column, groups, rows, predefined)
+    predefined = uses_predefined([r.split for r in raw], sp)
+    report = _report(params, paths, labels, classes, dups, user, groups, rows, predefined)
     return stats, report

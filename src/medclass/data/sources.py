@@ -1,25 +1,26 @@
-"""Materialise raw data (synthetic, class-per-folder tree, MedMNIST .npz, a MedMNIST dataset
-by name, a Kaggle dataset) as 8-bit PNGs. Folder trees may hold DICOM files (``dicom.py``).
+"""Ingest ``data.source`` into a validated manifest (``raw_manifest.py``), without copying a
+user's images: a folder tree (flat classes or ``train/ val/ test/``, DICOM included), a CSV of
+labels, a MedMNIST ``.npz`` (by path or by name) or a Kaggle download.
 
-Output layout (written atomically; a failed run leaves a previous ``out_dir`` untouched)::
+Generated sources have no files of their own to point at, so their images are written once as
+8-bit PNGs under ``out_dir/images`` (synthetic, npz, medmnist) or copied byte for byte there
+(kaggle: the download lives outside the repository), and DVC versions them as prepare's output.
+A user's folder or CSV source is versioned by the user (``dvc add``) and read in place.
 
-    out_dir/<class>/<name>.png      mode L or RGB
-    out_dir/classes.json            {"classes": [names in label order]}
-    out_dir/predefined_split.csv    path,split  (npz/medmnist only: the official split)
-    out_dir/metadata.csv            path,source_path,<data.metadata columns>  (folder/kaggle)
-
-Class names are sanitised (``safe_class_name``) so they are safe folder names; the sanitised
-names are what ``classes.json`` lists.
+Written atomically under ``out_dir`` (a failed run leaves a previous one untouched):
+``manifest.csv``, ``source.json``, ``classes.json`` and, for folder sources, ``metadata.csv``
+(``data.metadata`` columns for ``split.group_by``).
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
+import shutil
 import zipfile
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +29,25 @@ from PIL import Image
 
 from medclass.config import DataParams
 from medclass.data import kaggle_source, medmnist_source, synthetic
-from medclass.data.dicom import decode_dicom, is_dicom
-from medclass.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode_image, is_hidden
+from medclass.data.csv_source import list_csv
+from medclass.data.folder_source import list_folder
+from medclass.data.ingest import MIN_SIDE, Candidate, validate
+from medclass.data.layout import SPLIT_ORDER, detect_layout
 from medclass.data.metadata import write_raw_metadata
+from medclass.data.raw_manifest import (
+    CLASSES_FILE,
+    IMAGES_DIR,
+    MANIFEST_FILE,
+    SOURCE_FILE,
+    write_raw_manifest,
+)
 from medclass.errors import MedclassError
 from medclass.io import atomic_dir, disk_error, write_json
 
+__all__ = ["MIN_SIDE", "SOURCES", "IngestError", "prepare_raw", "safe_class_name"]
+
 NPZ_SPLITS = ("train", "val", "test")
-MIN_SIDE = 4
-"""Folder source: images narrower or shorter than this (px) are excluded as too small. A 1x1
-or 1-px-wide image is a single colour or a line, not a scan; upscaling it to the training size
-would only add a constant image to the class. Anything from 4x4 up is kept (split resizes it)."""
 _UNSAFE_CLASS = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
-_UNSAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class IngestError(MedclassError):
@@ -74,18 +81,44 @@ def _safe_class_names(names: list[str]) -> list[str]:
     return safe
 
 
-def _report(source: str, classes: list[str], counts: Counter, modes: Counter,
-            excluded: list[dict[str, str]], ignored: list[dict[str, str]]) -> dict[str, Any]:
+@dataclass
+class Listing:
+    """A source's files before validation: root, class names (label order), candidates."""
+
+    root: Path
+    classes: list[str]
+    candidates: list[Candidate]
+    layout: str = "classes"
+    ignored: list[dict[str, str]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    copy: bool = False  # keep the validated files under out_dir/images (root outside the repo)
+
+
+def _split_counts(rows: list, classes: list[str]) -> dict[str, dict[str, int]] | None:
+    counts: Counter = Counter((r.split, r.class_name) for r in rows)
+    splits = [s for s in SPLIT_ORDER if any(k[0] == s for k in counts)]
+    if not splits:
+        return None
+    return {s: {c: counts[(s, c)] for c in classes} for s in splits}
+
+
+def _report(source: str, listing: Listing, rows: list, excluded: list[dict[str, str]],
+            modes: Counter) -> dict[str, Any]:
+    counts = Counter(r.class_name for r in rows)
+    classes = listing.classes
     return {
         "source": source,
-        "n_images": sum(counts.values()),
+        "layout": listing.layout,
+        "n_images": len(rows),
         "n_classes": len(classes),
         "classes": {c: counts[c] for c in classes},
+        "splits": _split_counts(rows, classes),
         "n_excluded": len(excluded),
         "excluded": excluded,
-        "n_ignored": len(ignored),
-        "ignored": ignored,
+        "n_ignored": len(listing.ignored),
+        "ignored": listing.ignored,
         "modes": dict(sorted(modes.items())),
+        **listing.extra,
     }
 
 
@@ -101,75 +134,24 @@ def _save_png(img: Image.Image, path: Path) -> None:
 # ---------------------------------------------------------------- synthetic
 
 
-def _prepare_synthetic(data: DataParams, seed: int, tmp: Path) -> tuple[list[str], dict]:
+def _list_synthetic(data: DataParams, seed: int, tmp: Path) -> Listing:
     params = data.synthetic
     classes = _safe_class_names(list(params.classes))
+    images = tmp / IMAGES_DIR
     for c in classes:
-        (tmp / c).mkdir()
-    counts: Counter = Counter()
+        (images / c).mkdir(parents=True)
+    candidates = []
     for name, index, arr in synthetic.generate(params, seed):
         folder = classes[params.classes.index(name)]
-        _save_png(Image.fromarray(arr, "L"), tmp / folder / f"{folder}_{index:05d}.png")
-        counts[folder] += 1
-    return classes, _report("synthetic", classes, counts, Counter({"L": counts.total()}), [], [])
+        rel = f"{folder}/{folder}_{index:05d}.png"
+        _save_png(Image.fromarray(arr, "L"), images / rel)
+        candidates.append(Candidate(rel, folder))
+    order = {c: i for i, c in enumerate(classes)}  # label then name, as split lists them
+    return Listing(images, classes,
+                   sorted(candidates, key=lambda c: (order[c.class_name], c.path)))
 
 
-# ---------------------------------------------------------------- folder
-
-
-def _output_stem(rel: Path) -> str:
-    """``sub/dir/img 1.jpg`` -> ``sub__dir__img_1`` (safe ASCII, never empty or hidden)."""
-    parts = [*rel.parent.parts, rel.stem]
-    stem = "__".join(_UNSAFE_FILE.sub("_", p) for p in parts).lstrip(".") or "image"
-    return stem[:150]
-
-
-def _class_dirs(root: Path, ignored: list[dict[str, str]]) -> list[Path]:
-    dirs = []
-    for entry in sorted(root.iterdir(), key=lambda p: p.name):
-        if is_hidden(entry):
-            ignored.append({"path": entry.name, "reason": "hidden"})
-        elif entry.is_symlink() and entry.is_dir():
-            ignored.append({"path": entry.name, "reason": "symlinked folder not followed"})
-        elif entry.is_dir():
-            dirs.append(entry)
-        else:
-            ignored.append({"path": entry.name, "reason": "file outside any class folder"})
-    return dirs
-
-
-def _walk_images(class_dir: Path, root: Path, ignored: list[dict[str, str]]) -> list[Path]:
-    """Image-extension and DICOM files below ``class_dir`` (sorted, no symlinked dirs, no
-    hidden)."""
-    found: list[Path] = []
-
-    def rel(p: Path) -> str:
-        return p.relative_to(root).as_posix()
-
-    def on_error(err: OSError) -> None:
-        where = Path(err.filename) if err.filename else class_dir
-        ignored.append({"path": rel(where), "reason": f"unreadable folder ({err.strerror})"})
-
-    for dirpath, dirnames, filenames in os.walk(class_dir, onerror=on_error, followlinks=False):
-        here = Path(dirpath)
-        keep = []
-        for d in sorted(dirnames):
-            if is_hidden(d):
-                ignored.append({"path": rel(here / d), "reason": "hidden"})
-            elif (here / d).is_symlink():
-                ignored.append({"path": rel(here / d), "reason": "symlinked folder not followed"})
-            else:
-                keep.append(d)
-        dirnames[:] = keep
-        for f in sorted(filenames):
-            path = here / f
-            if is_hidden(f):
-                ignored.append({"path": rel(path), "reason": "hidden"})
-            elif path.suffix.lower() in IMAGE_EXTENSIONS or is_dicom(path):
-                found.append(path)
-            else:
-                ignored.append({"path": rel(path), "reason": "not an image file extension"})
-    return found
+# ---------------------------------------------------------------- folder, csv
 
 
 def _ordered_classes(names: list[str], data: DataParams, root: Path) -> list[str]:
@@ -184,63 +166,31 @@ def _ordered_classes(names: list[str], data: DataParams, root: Path) -> list[str
     return list(data.class_names)
 
 
-def _prepare_folder(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
+def _list_folder(data: DataParams, seed: int, tmp: Path) -> Listing:
     root = Path(data.path)
-    if not root.exists():
+    layout = detect_layout(root, data.layout)
+    names = layout.classes
+    if len(names) < 2:
+        where = f"'{root}'" if layout.kind == "classes" else "each split folder"
         raise MedclassError(
-            f"data.path '{root}' does not exist; point data.path at a folder of class subfolders"
+            f"{where} has {len(names)} class folder(s) ({', '.join(names) or 'none'}); need at "
+            "least 2 (one per class); point data.path at the folder holding them"
         )
-    if not root.is_dir():
-        raise MedclassError(f"data.path '{root}' is not a folder; use one subfolder per class")
+    ignored = list(layout.ignored)
+    candidates = list_folder(root, layout, ignored)
+    extra = {"split_folders": layout.split_folders} if layout.kind == "splits" else {}
+    return Listing(root, _ordered_classes(names, data, root), candidates, layout.kind,
+                   ignored, extra)
+
+
+def _list_csv(data: DataParams, seed: int, tmp: Path) -> Listing:
     ignored: list[dict[str, str]] = []
-    excluded: list[dict[str, str]] = []
-    dirs = {d.name: d for d in _class_dirs(root, ignored)}
-    if len(dirs) < 2:
-        raise MedclassError(
-            f"data.path '{root}' has {len(dirs)} class folder(s); need at least 2 (one per class)"
-        )
-    names = _ordered_classes(sorted(dirs), data, root)
-    classes = _safe_class_names(names)
-    counts: Counter = Counter()
-    modes: Counter = Counter()
-    empty: list[str] = []
-    sources: list[tuple[str, str]] = []  # (raw path, source path relative to data.path)
-    for name, folder in zip(names, classes, strict=True):
-        out = tmp / folder
-        out.mkdir()
-        used: set[str] = set()
-        for path in _walk_images(dirs[name], root, ignored):
-            try:
-                is_image = path.suffix.lower() in IMAGE_EXTENSIONS
-                img, mode = decode_image(path) if is_image else decode_dicom(path)
-                if min(img.size) < MIN_SIDE:
-                    raise ImageDecodeError(
-                        f"too small ({img.width}x{img.height} px; the folder source needs at "
-                        f"least {MIN_SIDE}x{MIN_SIDE})"
-                    )
-            except ImageDecodeError as exc:
-                excluded.append({"path": path.relative_to(root).as_posix(), "reason": str(exc)})
-                continue
-            stem = _output_stem(path.relative_to(dirs[name]))
-            candidate, n = stem, 1
-            while candidate.lower() in used:
-                candidate, n = f"{stem}_{n}", n + 1
-            used.add(candidate.lower())
-            _save_png(img, out / f"{candidate}.png")
-            sources.append((f"{folder}/{candidate}.png", path.relative_to(root).as_posix()))
-            counts[folder] += 1
-            modes[mode] += 1
-        if counts[folder] == 0:
-            empty.append(name)
-    report = _report("folder", classes, counts, modes, excluded, ignored)
-    if empty:
-        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
-        raise IngestError(
-            f"class folder '{empty[0]}'{more} has no readable images; add images or remove the "
-            "folder", report,
-        )
-    write_raw_metadata(tmp, root, data.metadata, sources, {e["path"] for e in excluded})
-    return classes, report
+    listing = list_csv(data, ignored)
+    classes = _safe_class_names(listing.classes)
+    rename = dict(zip(listing.classes, classes, strict=True))
+    candidates = [Candidate(c.path, rename[c.class_name], c.split, c.group)
+                  for c in listing.candidates]
+    return Listing(Path(data.path), classes, candidates, "csv", ignored, {"csv": listing.report})
 
 
 # ---------------------------------------------------------------- npz
@@ -290,90 +240,135 @@ def _check_npz_split(path: Path, split: str, images: np.ndarray, labels: np.ndar
         )
 
 
-def _prepare_npz(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
+def _npz_classes(data: DataParams, path: Path, values: list[int]) -> list[str]:
+    if len(values) < 2:
+        raise MedclassError(f"npz '{path}' has {len(values)} distinct label(s); need at least 2")
+    if data.class_names is None:
+        return [f"class_{i}" for i in range(len(values))]
+    if len(data.class_names) != len(values):
+        raise MedclassError(
+            f"data.class_names has {len(data.class_names)} names but '{path}' has "
+            f"{len(values)} distinct labels; give exactly {len(values)} names"
+        )
+    return _safe_class_names(list(data.class_names))
+
+
+def _list_npz(data: DataParams, seed: int, tmp: Path) -> Listing:
     path = Path(data.path)
     arrays = _load_npz(path)
     for split in NPZ_SPLITS:
         _check_npz_split(path, split, arrays[f"{split}_images"], arrays[f"{split}_labels"])
     values = sorted({int(v) for s in NPZ_SPLITS for v in arrays[f"{s}_labels"].reshape(-1)})
-    if len(values) < 2:
-        raise MedclassError(f"npz '{path}' has {len(values)} distinct label(s); need at least 2")
-    if data.class_names is None:
-        names = [f"class_{i}" for i in range(len(values))]
-    elif len(data.class_names) != len(values):
-        raise MedclassError(
-            f"data.class_names has {len(data.class_names)} names but '{path}' has "
-            f"{len(values)} distinct labels; give exactly {len(values)} names"
-        )
-    else:
-        names = list(data.class_names)
-    classes = _safe_class_names(names)
+    classes = _npz_classes(data, path, values)
     index = {v: i for i, v in enumerate(values)}
+    images_dir = tmp / IMAGES_DIR
     for c in classes:
-        (tmp / c).mkdir()
-    counts: Counter = Counter()
-    modes: Counter = Counter()
-    rows: list[tuple[str, str]] = []
+        (images_dir / c).mkdir(parents=True)
+    candidates: list[Candidate] = []
     for split in NPZ_SPLITS:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].reshape(-1)
         for i in range(images.shape[0]):
             arr = images[i]
             if arr.ndim == 3 and arr.shape[-1] == 1:
                 arr = arr[..., 0]
-            mode = "L" if arr.ndim == 2 else "RGB"
             folder = classes[index[int(labels[i])]]
             rel = f"{folder}/{split}_{i:05d}.png"
-            _save_png(Image.fromarray(np.ascontiguousarray(arr), mode), tmp / rel)
-            rows.append((rel, split))
-            counts[folder] += 1
-            modes[mode] += 1
-    with open(tmp / "predefined_split.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["path", "split"])
-        writer.writerows(rows)
-    return classes, _report("npz", classes, counts, modes, [], [])
+            _save_png(Image.fromarray(np.ascontiguousarray(arr), "L" if arr.ndim == 2 else "RGB"),
+                      images_dir / rel)
+            candidates.append(Candidate(rel, folder, split))
+    return Listing(images_dir, classes, candidates, "npz")
 
 
 # ---------------------------------------------------------------- medmnist, kaggle
 
 
-def _prepare_medmnist(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
+def _list_medmnist(data: DataParams, seed: int, tmp: Path) -> Listing:
     """The official file (found or downloaded by ``medmnist_source``), read as an npz."""
     npz_data, info = medmnist_source.resolve(data)
-    classes, report = _prepare_npz(npz_data, tmp)
-    report.update(source="medmnist", medmnist=info)
-    return classes, report
+    listing = _list_npz(npz_data, seed, tmp)
+    listing.extra["medmnist"] = info
+    return listing
 
 
-def _prepare_kaggle(data: DataParams, tmp: Path) -> tuple[list[str], dict]:
-    """The downloaded dataset folder (``kaggle_source``), read as a folder source."""
+def _copy_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)  # same bytes, no second copy where the filesystem allows it
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _list_kaggle(data: DataParams, seed: int, tmp: Path) -> Listing:
+    """The download (``kaggle_source``) read as a folder source; its files are copied byte for
+    byte under ``images/`` because kagglehub's cache is outside the repository."""
     folder_data, info = kaggle_source.resolve(data)
-    classes, report = _prepare_folder(folder_data, tmp)
-    report.update(source="kaggle", kaggle=info)
-    return classes, report
+    listing = _list_folder(folder_data, seed, tmp)
+    listing.extra["kaggle"] = info
+    listing.copy = True
+    return listing
 
 
 # ---------------------------------------------------------------- entry point
 
-_Prepare = Callable[[DataParams, int, Path], tuple[list[str], dict]]
-SOURCES: dict[str, _Prepare] = {
-    "synthetic": _prepare_synthetic,
-    "folder": lambda data, seed, tmp: _prepare_folder(data, tmp),
-    "npz": lambda data, seed, tmp: _prepare_npz(data, tmp),
-    "medmnist": lambda data, seed, tmp: _prepare_medmnist(data, tmp),
-    "kaggle": lambda data, seed, tmp: _prepare_kaggle(data, tmp),
+_List = Callable[[DataParams, int, Path], Listing]
+SOURCES: dict[str, _List] = {
+    "synthetic": _list_synthetic,
+    "folder": _list_folder,
+    "csv": _list_csv,
+    "npz": _list_npz,
+    "medmnist": _list_medmnist,
+    "kaggle": _list_kaggle,
 }
-"""``data.source`` -> its ingest: ``(data, seed, tmp) -> (class names, data report)``."""
+"""``data.source`` -> its lister: ``(data, seed, tmp) -> Listing`` (files not yet decoded)."""
+
+
+def _recorded_root(listing: Listing, tmp: Path) -> str | None:
+    """``data.path`` for a user's tree; None for images kept in ``out_dir/images``."""
+    return None if listing.root == tmp / IMAGES_DIR else listing.root.as_posix()
+
+
+def _check_classes(rows: list, listing: Listing, report: dict[str, Any]) -> None:
+    empty = [c for c in listing.classes if report["classes"][c] == 0]
+    if empty:
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise IngestError(
+            f"class '{empty[0]}'{more} has no readable images; add images or remove the class",
+            report,
+        )
+    for split, counts in (report["splits"] or {}).items():
+        missing = [c for c, n in counts.items() if n == 0]
+        if missing and any(r.split for r in rows):
+            raise IngestError(
+                f"the {split} split has no readable images of class '{missing[0]}'; add some "
+                "or set split.use_predefined: false to split the pooled images", report,
+            )
 
 
 def prepare_raw(data: DataParams, seed: int, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Materialise ``data`` under ``out_dir`` (atomically) and return the data report."""
-    prepare = SOURCES.get(data.source)
-    if prepare is None:  # pragma: no cover - DataParams validation forbids other values
+    """Ingest ``data`` into ``out_dir`` (atomically) and return the data report."""
+    lister = SOURCES.get(data.source)
+    if lister is None:  # pragma: no cover - DataParams validation forbids other values
         raise MedclassError(
             f"data.source '{data.source}' is unknown; use one of: {', '.join(SOURCES)}"
         )
+    out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        classes, report = prepare(data, seed, tmp)
-        write_json(tmp / "classes.json", {"classes": classes})
+        listing = lister(data, seed, tmp)
+        rows, excluded, modes = validate(listing.root, listing.candidates, listing.classes)
+        report = _report(data.source, listing, rows, excluded, modes)
+        report["root"] = _recorded_root(listing, tmp)
+        _check_classes(rows, listing, report)
+        if data.source in ("folder", "kaggle"):
+            kept = [(r.path, r.path) for r in rows]
+            write_raw_metadata(tmp, listing.root, data.metadata, kept,
+                               {e["path"] for e in excluded})
+        if listing.copy:
+            for r in rows:
+                _copy_file(listing.root / r.path, tmp / IMAGES_DIR / r.path)
+            listing.root = tmp / IMAGES_DIR
+            report["root"] = None
+        write_raw_manifest(tmp / MANIFEST_FILE, rows)
+        write_json(tmp / SOURCE_FILE, {"source": data.source, "root": report["root"],
+                                       "layout": listing.layout})
+        write_json(tmp / CLASSES_FILE, {"classes": listing.classes})
     return report

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,10 @@ from medclass.errors import MedclassError
 from medclass.io import atomic_path, read_json
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-PREDEFINED_FILE = "predefined_split.csv"
 MANIFEST_HEADER: tuple[str, ...] = ("path", "label", "class_name", "split")
 _FIX_FRACTIONS = "add images or change split.val_fraction/test_fraction"
 _FIX_GROUPS = ("add images, lower split.val_fraction/test_fraction, or group less "
-               "(split.near_duplicate_distance, split.group_by)")
+               "(split.near_duplicate_distance, split.group_by, split.group_pattern)")
 
 
 @dataclass(frozen=True)
@@ -119,6 +117,10 @@ def stratified_split(
     return out
 
 
+def _sort_key(row: ManifestRow) -> tuple[int, str]:
+    return SPLITS.index(row.split), row.path
+
+
 def read_classes(raw_dir: Path) -> list[str]:
     """Class names in label order from ``raw_dir/classes.json``."""
     path = Path(raw_dir) / "classes.json"
@@ -136,87 +138,66 @@ def read_classes(raw_dir: Path) -> list[str]:
     return classes
 
 
-def list_images(raw_dir: Path, classes: list[str]) -> list[tuple[str, int, str]]:
-    """(raw path, label, class name) of every ``raw_dir/<class>/*.png``, in class then name
-    order: the order in which the split stage decodes and fingerprints them."""
-    items: list[tuple[str, int, str]] = []
-    for label, name in enumerate(classes):
-        folder = raw_dir / name
-        files = sorted(p.name for p in folder.glob("*.png") if p.is_file())
-        if not files:
-            raise MedclassError(
-                f"class {name!r} has 0 images in {folder}; add images or drop the class "
-                "(rerun `dvc repro prepare`)"
-            )
-        items.extend((f"{name}/{f}", label, name) for f in files)
-    return items
-
-
-def _read_predefined(path: Path, image_paths: set[str]) -> dict[str, str]:
-    fix = f"fix {path.name} or set split.use_predefined: false"
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or not {"path", "split"} <= set(reader.fieldnames):
-                raise MedclassError(f"{path}: header must contain 'path,split'; {fix}")
-            mapping: dict[str, str] = {}
-            for line_no, rec in enumerate(reader, start=2):
-                rel = (rec.get("path") or "").strip().replace("\\", "/")
-                split = (rec.get("split") or "").strip()
-                if split not in SPLITS:
-                    raise MedclassError(
-                        f"{path} line {line_no}: split {split!r} is not train/val/test; {fix}"
-                    )
-                if rel not in image_paths:
-                    raise MedclassError(
-                        f"{path} line {line_no}: {rel!r} is not an image of a known class; {fix}"
-                    )
-                if rel in mapping:
-                    raise MedclassError(f"{path} line {line_no}: {rel!r} listed twice; {fix}")
-                mapping[rel] = split
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise MedclassError(f"cannot read {path} ({type(exc).__name__}); {fix}") from exc
-    missing = sorted(image_paths - mapping.keys())
-    if missing:
+def _carve(labels: np.ndarray, groups: np.ndarray | None, splits: list[str],
+           params: SplitParams, seed: int, classes: list[str]) -> list[str]:
+    """Keep a source's own splits; a missing val/test split is carved from train (stratified,
+    group-aware) with ``split.val_fraction`` / ``test_fraction`` of the train images."""
+    present = set(splits)
+    missing = [s for s in SPLITS if s not in present]
+    if "" in present:
+        n = splits.count("")
         raise MedclassError(
-            f"{path}: {len(missing)} images are not listed (first: {missing[0]!r}); {fix}"
+            f"{n} images have no split in the source's predefined split; give every image "
+            "one, or set split.use_predefined: false"
         )
-    empty = [s for s in SPLITS if s not in mapping.values()]
-    if empty:
-        raise MedclassError(f"{path}: split {empty[0]!r} has no images; {fix}")
-    return mapping
+    if "train" in missing:
+        raise MedclassError(
+            "the source's predefined split has no train images; add a train split or set "
+            "split.use_predefined: false"
+        )
+    if not missing:
+        return splits
+    train = np.flatnonzero(np.asarray(splits) == "train")
+    carved = stratified_split(
+        labels[train],
+        params.val_fraction if "val" in missing else 0.0,
+        params.test_fraction if "test" in missing else 0.0,
+        seed, classes, groups=None if groups is None else groups[train],
+    )
+    out = list(splits)
+    for i, split in zip(train.tolist(), carved.tolist(), strict=True):
+        out[i] = split
+    return out
 
 
-def _sort_key(row: ManifestRow) -> tuple[int, str]:
-    return SPLITS.index(row.split), row.path
-
-
-def uses_predefined(raw_dir: Path, params: SplitParams) -> bool:
-    """True when the source's official split (``predefined_split.csv``) is kept."""
-    return params.use_predefined and (Path(raw_dir) / PREDEFINED_FILE).is_file()
+def uses_predefined(splits: list[str], params: SplitParams) -> bool:
+    """True when the source gave splits (a pre-split tree, npz, a CSV split column) and
+    ``split.use_predefined`` keeps them."""
+    return params.use_predefined and any(splits)
 
 
 def build_manifest(
-    raw_dir: Path, params: SplitParams, seed: int, groups: Mapping[str, int] | None = None
+    items: list[tuple[str, int, str, str]],
+    params: SplitParams,
+    seed: int,
+    classes: list[str],
+    groups: np.ndarray | None = None,
 ) -> list[ManifestRow]:
-    """List ``raw_dir/<class>/*.png`` and split it: predefined CSV if present and enabled, else
-    :func:`stratified_split`, group-aware when ``groups`` maps every raw path to a group id
-    (a predefined split is kept as it is). Rows are sorted by (train, val, test) then path."""
-    raw_dir = Path(raw_dir)
-    classes = read_classes(raw_dir)
-    items = list_images(raw_dir, classes)
-    if uses_predefined(raw_dir, params):
-        mapping = _read_predefined(raw_dir / PREDEFINED_FILE, {rel for rel, _, _ in items})
-        splits = [mapping[rel] for rel, _, _ in items]
+    """Split ``items`` ``(path, label, class name, source split or "")``: the source's splits
+    when :func:`uses_predefined` (missing val/test carved from train), else
+    :func:`stratified_split`, group-aware when ``groups`` (an id per item) is given. Rows are
+    sorted by (train, val, test) then path."""
+    labels = np.array([label for _, label, _, _ in items], dtype=np.int64)
+    source_splits = [split for _, _, _, split in items]
+    if uses_predefined(source_splits, params):
+        splits = _carve(labels, groups, source_splits, params, seed, classes)
     else:
-        labels = np.array([label for _, label, _ in items], dtype=np.int64)
-        ids = None if groups is None else np.array([groups[rel] for rel, _, _ in items])
         splits = stratified_split(
-            labels, params.val_fraction, params.test_fraction, seed, classes, groups=ids
+            labels, params.val_fraction, params.test_fraction, seed, classes, groups=groups
         ).tolist()
     rows = [
         ManifestRow(rel, label, name, str(split))
-        for (rel, label, name), split in zip(items, splits, strict=True)
+        for (rel, label, name, _), split in zip(items, splits, strict=True)
     ]
     return sorted(rows, key=_sort_key)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
@@ -177,3 +178,15 @@ def bootstrap_ci(
         )
         result[name] = {"value": None if value is None else float(value), "low": low, "high": high}
     return result
+
+
+def ci_section(
+    probs: np.ndarray, labels: np.ndarray, resamples: int, level: float, seed: int
+) -> dict[str, Any]:
+    """Stratified percentile-bootstrap CIs of accuracy, macro F1 and AUC (empty when off)."""
+    if resamples <= 0:
+        return {}
+    cis = bootstrap_ci(probs, labels, n_resamples=resamples, confidence=level, seed=seed)
+    out: dict[str, Any] = {"level": level, "resamples": resamples, "stratified": True}
+    out.update({name: {"low": v["low"], "high": v["high"]} for name, v in cis.items()})
+    return out

@@ -4,7 +4,7 @@
 (``plots/test``): predictions, ROC, confusion, reliability and risk–coverage CSVs/PNGs, the
 most-confident-mistakes gallery, Grad-CAM grid, embedding map and ``errors.json``; the fitted
 temperature to ``calibration_path``; and returns the dict for ``metrics/test.json``. The pure
-sections (:func:`calibration_section`, :func:`uncertainty_section`, :func:`ci_section`,
+sections (:func:`calibration_section`, :func:`uncertainty_section`, ``bootstrap.ci_section``,
 :func:`error_section`) work on arrays and are tested on their own.
 
 Predictions, accuracy, F1, AUC and the confusion matrix are those of the uncalibrated softmax
@@ -29,7 +29,7 @@ from torch import nn
 from medclass.config import EvaluateParams, Params
 from medclass.data.dataset import BatchTransform, make_loader
 from medclass.evaluate import ensemble
-from medclass.evaluate.bootstrap import bootstrap_ci
+from medclass.evaluate.bootstrap import ci_section
 from medclass.evaluate.calibration import (
     apply_temperature,
     calibration_bins,
@@ -117,18 +117,6 @@ def uncertainty_section(
         metrics[f"aurc{suffix}"] = aurc(-u, correct)
         metrics[f"error_auroc{suffix}"] = error_detection_auroc(u, correct)
     return metrics, scores
-
-
-def ci_section(
-    probs: np.ndarray, labels: np.ndarray, resamples: int, level: float, seed: int
-) -> dict[str, Any]:
-    """Stratified percentile-bootstrap CIs of accuracy, macro F1 and AUC (empty when off)."""
-    if resamples <= 0:
-        return {}
-    cis = bootstrap_ci(probs, labels, n_resamples=resamples, confidence=level, seed=seed)
-    out: dict[str, Any] = {"level": level, "resamples": resamples, "stratified": True}
-    out.update({name: {"low": v["low"], "high": v["high"]} for name, v in cis.items()})
-    return out
 
 
 def error_section(

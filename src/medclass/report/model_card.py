@@ -91,6 +91,40 @@ def _performance(m: Mapping[str, Any]) -> str:
             + _table(["class", "precision", "recall", "F1", "support"], per_class))
 
 
+def _with_ci(m: Mapping[str, Any], key: str) -> str:
+    """``value [low, high]`` of one metric (the value alone when CIs are off)."""
+    band = m.get("ci", {}).get(key)
+    if not band or band["low"] is None:
+        return _fmt(m.get(key))
+    return f"{_fmt(m.get(key))} [{_fmt(band['low'], 3)}, {_fmt(band['high'], 3)}]"
+
+
+def _external(m: Mapping[str, Any]) -> list[str]:
+    """The external test sets next to the test split; nothing when there are none."""
+    sets: Mapping[str, Any] = m.get("external", {})
+    if not sets:
+        return []
+    keys = ("accuracy", "f1_macro", "auc")
+    rows = [["test split (internal)", m.get("n"), *(_with_ci(m, k) for k in keys), "–", "–", "–"]]
+    notes = []
+    for name, e in sets.items():
+        diff = e.get("vs_test", {})
+        rows.append([name, e.get("n_images"), *(_with_ci(e, k) for k in keys),
+                     *("–" if diff.get(k) is None else f"{diff[k]:+.4f}" for k in keys)])
+        absent = e.get("classes_absent") or []
+        notes.append(f"<li><code>{html.escape(name)}</code>: {html.escape(str(e.get('path')))}; "
+                     f"{e.get('n_excluded', 0)} unreadable file(s) excluded"
+                     + (f"; no images of {html.escape(', '.join(absent))} (AUC undefined)"
+                        if absent else "") + "</li>")
+    return ["<h2 id='external'>External test sets</h2>",
+            "<p>The same model, normalisation and test-time augmentation on each "
+            "<code>evaluate.external</code> set; Δ is external minus the test split (a drop "
+            "is domain shift). Brackets: bootstrap CIs like the test split's.</p>",
+            _table(["set", "images", "accuracy", "macro F1", "ROC AUC", "Δ accuracy",
+                    "Δ macro F1", "Δ AUC"], rows),
+            "<ul>" + "".join(notes) + "</ul>"]
+
+
 def _calibration(cal: Mapping[str, Any]) -> str:
     keys = (("ece", "ECE"), ("mce", "MCE"), ("brier", "Brier"), ("nll", "NLL"))
     rows = [[name, cal["before"][k], cal["after"][k]] for k, name in keys]
@@ -171,6 +205,7 @@ def render_report(
         f"{html.escape(', '.join(classes))}.</p>",
         _table(["class", *splits], data_rows),
         "<h2 id='performance'>Performance (test split)</h2>", _performance(metrics),
+        *_external(metrics),
         "<h2 id='calibration'>Calibration</h2>", _calibration(metrics["calibration"]),
         _figures(figures, ["reliability"]),
         "<h2 id='uncertainty'>Uncertainty</h2>", _uncertainty(metrics["uncertainty"]),

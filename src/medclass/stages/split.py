@@ -23,6 +23,10 @@ def main(params: Params) -> None:
         report["near_duplicates"]["groups"], report["near_duplicates"]["images"],
         report["n_multi_image_groups"], (report["leaks_prevented"] or {}).get("groups", 0),
     )
+    if report["group_pattern"]:
+        gp = report["group_pattern"]
+        logging.info("split.group_pattern %r: %d images matched (%d groups), %d unmatched (each "
+                     "its own group)", gp["pattern"], gp["matched"], gp["groups"], gp["unmatched"])
     if report["predefined_split"] and report["cross_split_groups"]["groups"]:
         logging.warning(
             "the predefined split keeps %d duplicate/patient groups (%d images) across splits; "

@@ -129,7 +129,7 @@ def make_folds(
         for name, n in zip(classes, per_class, strict=True):
             if n < k:
                 raise MedclassError(
-                    f"class {name!r} has {n} train+val image groups (duplicates / split.group_by)"
+                    f"class {name!r} has {n} train+val image groups (duplicates / patient groups)"
                     f"; kfold.folds={k} needs at least {k} — lower kfold.folds or add images"
                 )
         sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)

@@ -39,10 +39,11 @@ BOMB_SIDE = 20_000
 class Expected:
     """The documented outcome of one case.
 
-    outcome: ``converted`` (written to data/raw), ``excluded`` / ``ignored`` (listed with the
-    reason in metrics/data_report.json), or ``error`` (the stage stops with one line).
+    outcome: ``converted`` (kept in data/raw/manifest.csv), ``excluded`` / ``ignored`` (listed
+    with the reason in metrics/data_report.json), or ``error`` (the stage stops with one line).
     reason: a fragment of the report's reason or of the error line.
-    output, mode, size: for ``converted``, the file under data/raw, its mode and (w, h).
+    output, mode, size: for ``converted``, the manifest path (relative to data.path), the mode
+    it decodes to and (w, h).
     source_mode: the decoded file's own PIL mode (counted in the report's ``modes``).
     stage: for ``error``, the stage that stops (``prepare`` or ``split``).
     """
@@ -119,7 +120,7 @@ def _good(folder: Path, names: list[str]) -> dict[str, Expected]:
     out = {}
     for i, name in enumerate(names):
         _gray(value=30 * i).save(folder / name)
-        out[name] = Expected("converted", output=f"{folder.name}/{Path(name).stem}.png",
+        out[name] = Expected("converted", output=f"{folder.name}/{name}",
                              mode="L", size=(12, 12), source_mode="L")
     return out
 
@@ -133,7 +134,7 @@ def _per_file_cases(root: Path) -> dict[str, Expected]:
               _good(ds / "lesion", ["l_1.png", "l_2.png", "l_3.png"]).items()}
 
     def conv(name: str, output: str, mode: str, size: tuple[int, int], source: str) -> None:
-        cases[f"normal/{name}"] = Expected("converted", output=f"normal/{output}", mode=mode,
+        cases[f"normal/{name}"] = Expected("converted", output=f"normal/{name}", mode=mode,
                                            size=size, source_mode=source)
 
     def excl(name: str, reason: str) -> None:
@@ -153,7 +154,7 @@ def _per_file_cases(root: Path) -> dict[str, Expected]:
     _bomb_png(normal / "bomb.png", BOMB_SIDE)
     excl("bomb.png", "decompression bomb")
     _gray((1, 1)).save(normal / "one_pixel.png")
-    excl("one_pixel.png", "too small (1x1 px; the folder source needs at least 4x4)")
+    excl("one_pixel.png", "too small (1x1 px; need at least 4x4)")
 
     rgba = np.dstack([_colour(seed=2), np.full((12, 12), 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(normal / "rgba.png")
@@ -186,12 +187,12 @@ def _per_file_cases(root: Path) -> dict[str, Expected]:
 
     linked = _symlink("loop_b.png", normal / "loop_a.png")  # a -> b -> a: a symlink loop
     if linked and _symlink("loop_a.png", normal / "loop_b.png"):
-        excl("loop_a.png", "cannot read file")
-        excl("loop_b.png", "cannot read file")
+        ign("normal/loop_a.png", "broken symbolic link")
+        ign("normal/loop_b.png", "broken symbolic link")
     if _symlink(".", normal / "again"):  # normal/again/again/... forever if followed
         ign("normal/again", "symlinked folder not followed")
     if _symlink("loop_root", ds / "loop_root"):
-        ign("loop_root", "file outside any class folder")
+        ign("loop_root", "broken symbolic link")
     return {f"{DATASET}/{k}": v for k, v in cases.items()}
 
 
@@ -208,12 +209,12 @@ def _dataset_cases(root: Path) -> dict[str, Expected]:
     _good(root / "one_image" / "rare", ["only.png"])
     return {
         "empty_class": Expected(
-            "error", "class folder 'empty' has no readable images; add images or remove the "
-            "folder", stage="prepare"),
+            "error", "class 'empty' has no readable images; add images or remove the class",
+            stage="prepare"),
         "unreadable_class": Expected(
-            "error", "class folder 'broken' has no readable images", stage="prepare"),
+            "error", "class 'broken' has no readable images", stage="prepare"),
         "single_class": Expected(
-            "error", "has 1 class folder(s); need at least 2", stage="prepare"),
+            "error", "has 1 class folder(s) (normal); need at least 2", stage="prepare"),
         "one_image": Expected(
             "error", "class 'rare' has 1 image", stage="split"),
     }
