@@ -97,14 +97,23 @@ def predict(
 
 @app.command()
 def info(model: Annotated[Path, typer.Argument(help="An exported model.")]) -> None:
-    """Print an exported model's metadata (classes, preprocessing, revision...) as JSON."""
+    """Print an exported model's metadata (classes, preprocessing, revision...) as JSON.
+
+    In an export folder, ``export_status`` gives every format's status (``ok``, ``built: …``,
+    ``skipped: …``, ``failed: …``) as the export stage recorded it.
+    """
+    from medclass.export.metadata import STATUS_KEY, bundle_statuses
     from medclass.export.runtime import read_metadata
 
     try:
         kind, meta = read_metadata(model)
+        statuses = bundle_statuses(model)
     except MedclassError as exc:
         raise _fail(exc) from None
-    typer.echo(json.dumps({"file": str(model), "format": kind, **meta}, indent=2))
+    doc = {"file": str(model), "format": kind, **meta}
+    if statuses is not None:
+        doc[STATUS_KEY] = statuses
+    typer.echo(json.dumps(doc, indent=2))
 
 
 recipe_app = typer.Typer(help="Recipes in configs/: list them, print as dvc -S args, apply.")

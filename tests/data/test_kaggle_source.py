@@ -152,3 +152,22 @@ def test_params_validation() -> None:
                                 "kaggle": {"handle": "o-wner/data.set_1/versions/12"}}})
     assert ok.data.kaggle.handle == "o-wner/data.set_1/versions/12"
     assert parse_params({}).data.kaggle == KaggleParams()
+
+
+def test_pre_split_download_keeps_its_split(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual Kaggle layout: the download's top folder holds train/ and test/ (point at it
+    with kaggle.subdir); their class folders are the classes, their names the split."""
+    root = tmp_path / "cache" / "datasets" / "o" / "xray" / "versions" / "1"
+    for split, names in (("train", ("a", "b", "c")), ("test", ("d",))):
+        for cls, value in (("NORMAL", 10), ("PNEUMONIA", 200)):
+            for name in names:
+                _png(root / "chest_xray" / split / cls / f"{name}.png", value + ord(name) - 90)
+    module = types.ModuleType("kagglehub")
+    module.dataset_download = lambda handle, **kw: str(root)
+    monkeypatch.setitem(sys.modules, "kagglehub", module)
+    report = prepare_raw(_data("o/xray/versions/1"), 0, tmp_path / "raw")
+    assert report["layout"] == "splits" and set(report["classes"]) == {"NORMAL", "PNEUMONIA"}
+    assert report["splits"] == {"train": {"NORMAL": 3, "PNEUMONIA": 3},
+                                "test": {"NORMAL": 1, "PNEUMONIA": 1}}
+    assert (tmp_path / "raw" / "images" / "test" / "NORMAL" / "d.png").is_file()

@@ -167,6 +167,43 @@ def test_push_pull_round_trip(repo, tmp_path):
     assert (repo / "models/export/model.onnx").is_file()
 
 
+def test_registered_version_fetched_with_dvc_artifacts_get(repo, tmp_path):
+    """dvc.yaml's `artifacts:`: a version registered with `gto register` (a git tag
+    `<name>@<version>`) is fetched elsewhere by `dvc artifacts get` from the DVC remote (the
+    repo's cache set aside), byte for byte, for the checkpoint and the export folder."""
+    run(repo, "dvc", "remote", "add", "-f", "-d", "local", str(tmp_path / "remote"))
+    run(repo, "dvc", "push")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "registry: remote", "--allow-empty")
+    for name in ("medclass-model", "medclass-export"):
+        run(repo, "gto", "register", name, "--version", "v1.0.0")
+    tags = run(repo, "git", "tag", "--list").stdout.split()
+    assert {"medclass-model@v1.0.0", "medclass-export@v1.0.0"} <= set(tags)
+
+    elsewhere, cache, aside = tmp_path / "elsewhere", repo / ".dvc/cache", tmp_path / "cache"
+    elsewhere.mkdir()
+    shutil.move(cache, aside)  # what is fetched must come from the remote
+    try:
+        run(elsewhere, "dvc", "artifacts", "get", str(repo), "medclass-model",
+            "--rev", "v1.0.0", "-o", "model.pt")
+        run(elsewhere, "dvc", "artifacts", "get", str(repo), "medclass-export",
+            "--rev", "v1.0.0", "-o", "export")
+    finally:
+        shutil.move(aside, cache)
+    assert (elsewhere / "model.pt").read_bytes() == (repo / "models/model.pt").read_bytes()
+    local = sorted(p.relative_to(repo / "models/export") for p in
+                   (repo / "models/export").rglob("*") if p.is_file())
+    fetched = sorted(p.relative_to(elsewhere / "export") for p in
+                     (elsewhere / "export").rglob("*") if p.is_file())
+    assert fetched == local and Path("model.onnx") in fetched
+    for rel in local:
+        assert (elsewhere / "export" / rel).read_bytes() == \
+            (repo / "models/export" / rel).read_bytes(), rel
+    unknown = run(elsewhere, "dvc", "artifacts", "get", str(repo), "medclass-model",
+                  "--rev", "v9.9.9", "-o", "none.pt", check=False)
+    assert unknown.returncode != 0 and not (elsewhere / "none.pt").exists()
+
+
 def test_external_set_scored_and_tracked(repo):
     """evaluate.external: `dvc repro evaluate` scores a class-folder set under data/external
     without retraining, and editing one of its images makes DVC call evaluate stale.

@@ -14,13 +14,21 @@ from medclass.config import ExportParams
 from medclass.errors import MedclassError
 from medclass.export.formats import FORMATS, Exporter
 from medclass.export.formats.fixes import UNSUPPORTED
-from medclass.export.pipeline import export_checkpoint, failures, selected_formats, write_report
+from medclass.export.pipeline import export_checkpoint, selected_formats, write_report
+from medclass.export.status import failures
 from medclass.io import save_checkpoint, write_json
 
 
 def _boom(ctx, dest):
     dest.write_bytes(b"half-written")
     raise RuntimeError("converter exploded\nsecond line of a long traceback")
+
+
+def _only(monkeypatch, *names):
+    """Leave only ``names`` in the registry, so ``formats: all`` stays fast."""
+    for name in list(FORMATS):
+        if name not in names:
+            monkeypatch.delitem(FORMATS, name)
 
 
 def _export(helpers, tmp_path, formats, **kw):
@@ -51,28 +59,49 @@ def test_failing_format_is_reported_after_trying_the_others(helpers, tmp_path, m
     assert written["formats"]["onnx"] == report["formats"]["onnx"]
 
 
-def test_missing_toolchain_is_a_skip_not_a_failure(helpers, tmp_path, monkeypatch):
+def test_missing_toolchain_is_a_skip_with_all(helpers, tmp_path, monkeypatch):
+    _only(monkeypatch, "pytorch", "onnx")
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx → ModuleNotFoundError
-    report = _export(helpers, tmp_path, ["onnx"])
+    report = _export(helpers, tmp_path, "all")
     assert report["formats"]["onnx"] == {
         "status": "skipped: onnx not installed (pip install -e '.[onnx]')"}
+    assert report["formats"]["pytorch"]["status"] == "ok"
     assert failures(report) == {}
     write_report(tmp_path / "export.json", report)  # does not raise
 
 
-def test_tensorrt_without_cuda_is_skipped(helpers, tmp_path, monkeypatch):
+def test_missing_toolchain_of_a_named_format_fails(helpers, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    report = _export(helpers, tmp_path, ["pytorch", "onnx"])
+    assert report["formats"]["onnx"] == {"status": "failed: requested but skipped: onnx not "
+                                                   "installed (pip install -e '.[onnx]')"}
+    with pytest.raises(MedclassError) as exc:
+        write_report(tmp_path / "export.json", report)
+    assert str(exc.value) == (
+        "export: onnx was requested but skipped: onnx not installed (pip install -e '.[onnx]'); "
+        "install what the reason names or remove it from export.formats")
+
+
+def test_tensorrt_without_cuda_is_skipped_with_all(helpers, tmp_path, monkeypatch):
+    _only(monkeypatch, "pytorch", "tensorrt")
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    report = _export(helpers, tmp_path, ["tensorrt"])
+    report = _export(helpers, tmp_path, "all")
     assert report["formats"]["tensorrt"]["status"].startswith("skipped: no CUDA device")
+    assert failures(report) == {}
 
 
 def test_unsupported_model_gets_a_clear_status(helpers, tmp_path, monkeypatch):
+    _only(monkeypatch, "pytorch", "torchscript")
     monkeypatch.setitem(UNSUPPORTED, ("pytorch", "simple_cnn_tiny"), "why")
-    report = _export(helpers, tmp_path, ["pytorch", "torchscript"])
+    report = _export(helpers, tmp_path, "all")
     assert report["formats"]["torchscript"]["status"] == "ok"
     assert report["formats"]["pytorch"] == {
         "status": "skipped: unsupported for simple_cnn_tiny: why"}
+    named = _export(helpers, tmp_path, ["pytorch", "torchscript"])
+    with pytest.raises(MedclassError, match=r"^export: pytorch was requested but skipped: "
+                       r"unsupported for simple_cnn_tiny: why; export this model to another"):
+        write_report(tmp_path / "export.json", named)
 
 
 def test_parity_beyond_tolerance_fails_the_format(helpers, tmp_path, monkeypatch):
@@ -147,20 +176,69 @@ def test_stage_exits_2_with_one_line_when_a_format_fails(helpers, tmp_path, monk
     assert report["formats"]["torchscript"]["status"] == "ok"  # tried after the failure
 
 
-def test_known_gaps_are_skipped_without_converting(helpers, tmp_path):
+def test_stage_fails_when_a_named_format_is_skipped(helpers, tmp_path, monkeypatch, capsys):
+    from medclass.stages import export as stage
+    from medclass.stages._common import run_stage
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # no GPU, as on CI machines
+    _stage_repo(tmp_path, helpers, ["pytorch", "tensorrt"])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        run_stage("export", stage.main)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error [export]: export: tensorrt was requested but skipped: ")
+    assert err[-1].endswith("; run on a machine with an NVIDIA GPU and the tensorrt package "
+                            "or remove it from export.formats")
+    report = json.loads((tmp_path / "metrics" / "export.json").read_text())
+    assert report["formats"]["pytorch"]["status"] == "ok"
+    assert report["formats"]["tensorrt"]["status"].startswith("failed: requested but skipped: ")
+
+
+def test_known_gaps_are_skipped_without_converting(helpers, tmp_path, monkeypatch):
     from medclass.models.checks import TINY_KWARGS
 
+    _only(monkeypatch, "onnx", "tensorrt")
     ckpt = helpers.make_checkpoint("swin", 16, dict(TINY_KWARGS["swin"]))
-    params = ExportParams(formats=["onnx", "tensorrt"], parity_batch=2, latency_runs=1)
+    params = ExportParams(formats="all", parity_batch=2, latency_runs=1)
     report = export_checkpoint(ckpt, helpers.images(2, 16), params, tmp_path / "export")
     for fmt in ("onnx", "tensorrt"):
         assert report["formats"][fmt]["status"].startswith("skipped: unsupported for swin: ")
     assert failures(report) == {}
 
 
-def test_onnxslim_requested_but_missing_is_a_skip(helpers, tmp_path, monkeypatch):
-    pytest.importorskip("onnx", reason="onnx extra not installed")
+ONNXSLIM_LINE = ("export.onnxslim is true but onnxslim is not installed; pip install onnxslim "
+                 "or set export.onnxslim: false")
+
+
+@pytest.mark.parametrize("formats", [["pytorch", "onnx"], "all"])
+def test_onnxslim_without_the_package_is_an_error_before_exporting(helpers, tmp_path,
+                                                                   monkeypatch, formats):
+    monkeypatch.setitem(sys.modules, "onnxslim", None)  # import onnxslim → ModuleNotFoundError
+    with pytest.raises(MedclassError) as exc:
+        _export(helpers, tmp_path, formats, onnxslim=True)
+    assert str(exc.value) == ONNXSLIM_LINE
+    assert not (tmp_path / "export").exists()  # nothing exported, not even PyTorch
+
+
+def test_onnxslim_option_is_ignored_without_onnx(helpers, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxslim", None)
-    report = _export(helpers, tmp_path, ["onnx"], onnxslim=True)
-    assert report["formats"]["onnx"]["status"] == (
-        "skipped: export.onnxslim is true but onnxslim is not installed (pip install onnxslim)")
+    report = _export(helpers, tmp_path, ["pytorch"], onnxslim=True)
+    assert report["formats"]["pytorch"]["status"] == "ok"
+
+
+def test_stage_exits_2_on_onnxslim_without_the_package(helpers, tmp_path, monkeypatch, capsys):
+    from medclass.stages import export as stage
+    from medclass.stages._common import run_stage
+
+    monkeypatch.setitem(sys.modules, "onnxslim", None)
+    _stage_repo(tmp_path, helpers, ["onnx"])
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["export"]["onnxslim"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        run_stage("export", stage.main)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error [export]: {ONNXSLIM_LINE}"
+    assert not (tmp_path / "metrics" / "export.json").exists()

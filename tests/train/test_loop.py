@@ -104,6 +104,57 @@ def test_early_stopping_patience_and_min_epochs():
     assert acc.step(1, 0.4) == (False, True)
 
 
+def _undefined_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelname == "WARNING" and "is undefined" in r.getMessage()]
+
+
+def test_undefined_monitored_value_never_improves_and_warns_once(caplog):
+    auc = EarlyStopping(Phase("finetune", 10, 1, 1, 0, monitor="val_auc", patience=3))
+    with caplog.at_level("WARNING", logger="medclass.train.loop"):
+        flags = [auc.step(e, v) for e, v in enumerate([None, float("nan"), 0.7, None, 0.8])]
+    assert [f[0] for f in flags] == [False, False, True, False, True]  # a defined value still does
+    assert (auc.best, auc.best_epoch, auc.bad_epochs) == (0.8, 4, 0)
+    assert _undefined_warnings(caplog) == [
+        "finetune.monitor val_auc is undefined (a class absent from the validation split?); "
+        "such epochs never count as an improvement"]
+
+    caplog.clear()
+    loss = EarlyStopping(Phase("finetune", 10, 1, 1, 0, monitor="val_loss", patience=2))
+    with caplog.at_level("WARNING", logger="medclass.train.loop"):
+        assert loss.step(0, 0.5) == (True, False)
+        assert loss.step(1, float("nan")) == (False, False)  # NaN < best is no improvement
+        assert loss.step(2, None) == (False, True)  # undefined epochs count towards patience
+    assert loss.best == 0.5 and loss.best_epoch == 0
+    assert _undefined_warnings(caplog) == [
+        "finetune.monitor val_loss is undefined (got nan); such epochs never count as an "
+        "improvement"]
+    resumed = EarlyStopping(Phase("finetune", 10, 1, 1, 0, monitor="val_loss", patience=2))
+    resumed.load_state_dict({"best": float("nan"), "best_epoch": 0, "bad_epochs": 1})
+    assert resumed.step(1, 0.9) == (True, False)  # a NaN best from an older run is no best
+
+
+def test_every_epoch_undefined_keeps_the_last_epochs_weights(tmp_path, caplog):
+    """val_auc with one class in the validation split: no epoch is best, none resets
+    patience, and the saved weights are the last epoch's (not the untrained ones)."""
+    full = _bundle()
+    val, keep = full.splits["val"], full.splits["val"].labels == 0
+    data = DataBundle(full.classes, full.stats,
+                      {"train": full.splits["train"],
+                       "val": CachedDataset(val.images[keep], val.labels[keep])})
+    phase = Phase("finetune", epochs=4, head_lr=3e-3, backbone_lr=3e-3, weight_decay=0.0,
+                  monitor="val_auc", patience=2)
+    with caplog.at_level("WARNING", logger="medclass.train.loop"):
+        summary, out = _run(tmp_path, phase, data)
+    assert summary["epochs_run"] == 2 and summary["stopped_early"] is True
+    assert summary["best_epoch"] == 2 and summary["best_val_auc"] is None
+    best, last = load_checkpoint(out.best), load_checkpoint(out.last)
+    assert best["meta"]["epoch"] == 1
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
+    assert len(_undefined_warnings(caplog)) == 1
+    assert any("no epoch had a defined val_auc" in r.getMessage() for r in caplog.records)
+
+
 def _nan_at(monkeypatch, bad_calls):
     """Make the training loss NaN on the given (0-based) criterion calls."""
     real = loop.build_criterion

@@ -8,8 +8,8 @@ downloads it (MD5-checked) into a hidden temporary folder next to it, which is t
 into place, so an interrupted download never leaves a partial file. Otherwise prepare stops
 with one line naming the exact file it needs and where to get it.
 
-The file is then read by the ``npz`` source's ingest (official split kept in
-``predefined_split.csv``). Class names: ``data.class_names`` when given, else the dataset's
+The file is then read by the ``npz`` source's ingest (official split kept in the manifest's
+``split`` column). Class names: ``data.class_names`` when given, else the dataset's
 official label names (:data:`LABELS`, the same on every machine, with or without the package).
 """
 

@@ -2,10 +2,9 @@
 
 The user's CSV is ``data.metadata`` (default ``metadata.csv``), a path relative to
 ``data.path``, with a ``path`` column holding each image's path relative to ``data.path``
-(``normal/p001_a.png``) and any other columns. Prepare renames images into
-``data/raw/<class>/<name>.png``, so it writes ``data/raw/metadata.csv``: the raw ``path``, the
-``source_path`` it came from, and the user's columns, one row per kept image (always, so the
-source-to-raw mapping is recorded even without a user CSV). The split stage reads the
+(``normal/p001_a.png``) and any other columns. Prepare writes ``data/raw/metadata.csv``: the
+manifest ``path`` (the same relative path), ``source_path`` (equal to it since images are read
+in place) and the user's columns, one row per kept image. The split stage reads the
 ``split.group_by`` column from that file.
 """
 

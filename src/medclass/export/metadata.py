@@ -20,6 +20,7 @@ from medclass.errors import MedclassError
 from medclass.io import read_json
 
 METADATA_FILE = "metadata.json"
+STATUS_KEY = "export_status"  # {format: status} of the bundle, added to metadata.json after export
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 FORMAT_VERSION = 1
@@ -147,3 +148,11 @@ def sidecar_metadata(artifact: str | Path) -> dict[str, Any]:
         f"{p}: no metadata found (expected {candidates[-1]} or {candidates[0].name} beside it); "
         "export with `dvc repro export`"
     )
+
+
+def bundle_statuses(artifact: str | Path) -> dict[str, str] | None:
+    """``{format: status}`` the export recorded in the ``metadata.json`` beside ``artifact``."""
+    path = Path(artifact).parent / METADATA_FILE
+    doc = read_json(path) if path.is_file() else None
+    statuses = doc.get(STATUS_KEY) if isinstance(doc, dict) else None
+    return dict(statuses) if isinstance(statuses, dict) else None

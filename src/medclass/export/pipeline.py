@@ -1,9 +1,10 @@
 """Export a checkpoint to the selected formats, check each against PyTorch, report the results.
 
-Per format the report holds ``status`` (``ok`` / ``skipped: reason`` / ``failed: error``),
-``file``, ``size_bytes``, ``precision``, ``max_abs_diff`` and ``top1_agreement`` of the logits
-vs the PyTorch checkpoint on the parity batch (the full batch and a batch of one), and the
-median latency at batch 1 and 32 (``latency_ms_b1``/``latency_ms_b32``) where it can run.
+Per format the report holds ``status`` (``ok`` / ``built: reason`` / ``skipped: reason`` /
+``failed: error``, see ``medclass.export.status``), ``file``, ``size_bytes``, ``precision``,
+``max_abs_diff`` and ``top1_agreement`` of the logits vs the PyTorch checkpoint on the parity
+batch (the full batch and a batch of one), and the median latency at batch 1 and 32
+(``latency_ms_b1``/``latency_ms_b32``) where it can run.
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from torch import nn
 
 from medclass.config import ExportFormat, ExportParams
 from medclass.errors import MedclassError
+from medclass.export import status
 from medclass.export.formats import FORMATS, ExportContext, Exporter, ToolchainMissing, one_line
 from medclass.export.formats.fixes import FIXES, UNSUPPORTED, applied
-from medclass.export.metadata import METADATA_FILE, build_metadata
+from medclass.export.metadata import METADATA_FILE, STATUS_KEY, build_metadata
 from medclass.export.parity import compare, median_latency_ms, parity_failure, tile_batch
 from medclass.export.runtime import NotRunnable, load_runner, normalise
 from medclass.io import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 LATENCY_BATCH = 32
+NOT_RUN: dict[str, Any] = {"max_abs_diff": None, "top1_agreement": None,
+                           "latency_ms_b1": None, "latency_ms_b32": None}
 
 
 class ParityError(Exception):
@@ -57,6 +61,12 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+def _remove_all(dest: Path, exporter: Exporter) -> None:
+    """Delete a failed format's artifact and the extra files its exporter writes."""
+    for path in (dest, *(dest.with_name(name) for name in exporter.extra_files)):
+        _remove(path)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path, ignore_errors=True)
@@ -66,12 +76,11 @@ def _remove(path: Path) -> None:
 
 def _run_artifact(path: Path, kind: str, ctx: ExportContext, reference: np.ndarray,
                   precision: str) -> dict[str, Any]:
-    """Parity (full batch and batch 1) and latency of the written artifact."""
-    try:
-        runner = load_runner(path, kind)
-    except NotRunnable as exc:
-        return {"parity": f"skipped: {exc}", "max_abs_diff": None, "top1_agreement": None,
-                "latency_ms_b1": None, "latency_ms_b32": None}
+    """Parity (full batch and batch 1) and latency of the written artifact.
+
+    Raises ``NotRunnable`` when it cannot run here and ``ParityError`` beyond the tolerance.
+    """
+    runner = load_runner(path, kind)
     x = ctx.example.numpy()
     full = compare(reference, runner(x))
     single = compare(reference[:1], runner(x[:1]))
@@ -91,35 +100,56 @@ def _run_artifact(path: Path, kind: str, ctx: ExportContext, reference: np.ndarr
     return result
 
 
-def run_format(exporter: Exporter, ctx: ExportContext, reference: np.ndarray) -> dict[str, Any]:
-    """Export one format and check it; never raises for a format problem (see the status)."""
+def _build(exporter: Exporter, ctx: ExportContext, dest: Path, entry: dict[str, Any]) -> None:
+    """Convert (with the model's registered fix) and inspect; adds the fields to ``entry``."""
+    model_name = ctx.meta["model"]
+    fix = FIXES.get((exporter.name, model_name))
+    if fix is not None:
+        entry["converter_fix"] = fix.__name__
+    t0 = time.perf_counter()
+    with applied(exporter.name, model_name, ctx.model, ctx.example):
+        entry.update(exporter.export(ctx, dest) or {})
+    entry["export_s"] = round(time.perf_counter() - t0, 2)
+    entry["size_bytes"] = _size(dest)
+    if exporter.inspect is not None:
+        entry.update(exporter.inspect(dest, ctx))
+
+
+def run_format(exporter: Exporter, ctx: ExportContext, reference: np.ndarray, *,
+               requested: bool = False) -> dict[str, Any]:
+    """Export one format and check it; never raises for a format problem (see the status).
+
+    ``requested``: the user named the format, so a missing toolchain fails it (not a skip).
+    """
     model_name = ctx.meta["model"]
     reason = UNSUPPORTED.get((exporter.name, model_name))
     if reason:
-        return {"status": f"skipped: unsupported for {model_name}: {reason}"}
+        return {"status": status.unavailable(f"{status.UNSUPPORTED}{model_name}: {reason}",
+                                             requested)}
     dest = ctx.out_dir / exporter.filename
     entry: dict[str, Any] = {"file": exporter.filename, "precision": "fp32"}
-    t0 = time.perf_counter()
     try:
-        fix = FIXES.get((exporter.name, model_name))
-        if fix is not None:
-            entry["converter_fix"] = fix.__name__
-        with applied(exporter.name, model_name, ctx.model, ctx.example):
-            entry.update(exporter.export(ctx, dest) or {})
-        entry["export_s"] = round(time.perf_counter() - t0, 2)
-        entry["size_bytes"] = _size(dest)
-        if exporter.inspect is not None:
-            entry.update(exporter.inspect(dest, ctx))
+        _build(exporter, ctx, dest, entry)
         entry.update(_run_artifact(dest, exporter.name, ctx, reference, entry["precision"]))
+    except NotRunnable as exc:  # converted and checked, but no runtime for it here
+        return {"status": status.with_reason(status.BUILT, str(exc)), **entry, **NOT_RUN}
     except ToolchainMissing as exc:
-        _remove(dest)
-        return {"status": f"skipped: {exc}"}
+        _remove_all(dest, exporter)
+        return {"status": status.unavailable(str(exc), requested)}
     except Exception as exc:  # any converter/runtime error fails this format, not the others
-        _remove(dest)
+        _remove_all(dest, exporter)
         log.debug("%s export failed", exporter.name, exc_info=True)
         error = str(exc) if isinstance(exc, ParityError) else one_line(exc)
-        return {**entry, "status": f"failed: {error}"}
-    return {"status": "ok", **entry}
+        return {**entry, "status": status.with_reason(status.FAILED, error)}
+    return {"status": status.OK, **entry}
+
+
+def preflight(names: list[str], params: ExportParams) -> None:
+    """Check the selected formats' options (e.g. ``export.onnxslim``) before exporting any."""
+    for name in names:
+        check = FORMATS[name].preflight
+        if check is not None:
+            check(params)
 
 
 def export_checkpoint(
@@ -140,6 +170,8 @@ def export_checkpoint(
     """
     from medclass.train.context import model_from_checkpoint
 
+    names = selected_formats(params.formats)
+    preflight(names, params)
     if len(images) == 0:
         raise MedclassError("no test images for the parity check; the test split is empty")
     model = model_from_checkpoint(ckpt).eval()
@@ -153,31 +185,30 @@ def export_checkpoint(
     with atomic_dir(out_dir) as tmp:
         write_json(tmp / METADATA_FILE, meta)
         ctx = ExportContext(deploy, x, meta, params, tmp)
-        for name in selected_formats(params.formats):
-            results[name] = run_format(FORMATS[name], ctx, reference)
+        for name in names:
+            results[name] = run_format(FORMATS[name], ctx, reference,
+                                       requested=params.formats != "all")
             log.info("%-12s %s", name, _summary(results[name]))
+        statuses = {name: entry["status"] for name, entry in results.items()}
+        write_json(tmp / METADATA_FILE, {**meta, STATUS_KEY: statuses})  # for `medclass info`
     return {"model": meta["model"], "reparameterized": fused, "parity_images": len(x),
             "temperature": meta["temperature"], "tolerance": params.tolerance,
             "formats": results}
 
 
 def _summary(entry: dict[str, Any]) -> str:
-    if entry["status"] != "ok" or entry.get("max_abs_diff") is None:
-        return entry["status"] + (f" ({entry['parity']})" if "parity" in entry else "")
+    if entry["status"] != status.OK:
+        return entry["status"]
     return (f"ok  max|diff| {entry['max_abs_diff']:.2e}  top-1 {entry['top1_agreement']:.3f}  "
             f"{entry['latency_ms_b1']:.2f} ms @1  {entry['latency_ms_b32']:.2f} ms @32")
 
 
-def failures(report: dict[str, Any]) -> dict[str, str]:
-    """Formats whose status is ``failed: …``."""
-    return {name: e["status"] for name, e in report["formats"].items()
-            if e["status"].startswith("failed")}
-
-
 def write_report(path: str | Path, report: dict[str, Any]) -> None:
-    """Write the report JSON; raise one-line ``MedclassError`` if any format failed."""
+    """Write the report JSON; raise one-line ``MedclassError`` if any format failed.
+
+    Failed includes a format named in ``export.formats`` that could not be exported here.
+    """
     write_json(path, report)
-    failed = failures(report)
-    if failed:
-        detail = "; ".join(f"{n}: {s.removeprefix('failed: ')}" for n, s in failed.items())
-        raise MedclassError(f"export failed for {len(failed)} format(s) ({detail}); see {path}")
+    line = status.failure_line(report, path)
+    if line:
+        raise MedclassError(line)

@@ -197,34 +197,60 @@ def _load_coreml(path: Path) -> Loaded:
     return forward, json.loads(raw) if raw else None
 
 
-def _load_tensorrt(path: Path) -> Loaded:
-    from medclass.export.formats.tensorrt_format import MAX_BATCH, require_tensorrt
+TRT_NEEDS_GPU = ("TensorRT engines need an NVIDIA GPU with CUDA; run predict on one or use the "
+                 ".onnx/.ts model")
 
-    try:
-        trt = require_tensorrt()
-    except ToolchainMissing as exc:
-        raise NotRunnable(str(exc)) from exc
+
+def _trt_io(engine: Any, trt: Any, path: Path) -> tuple[str, str, torch.dtype, torch.dtype, int]:
+    """(input name, output name, their torch dtypes, profile-0 max batch) of a one-in/one-out
+    engine."""
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if n not in inputs]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise MedclassError(f"{path}: expected one input and one output tensor, found inputs "
+                            f"{inputs} and outputs {outputs}; export with `dvc repro export`")
+    dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+    kinds = [engine.get_tensor_dtype(n) for n in (inputs[0], outputs[0])]
+    if any(k not in dtypes for k in kinds):
+        raise MedclassError(f"{path}: engine input/output types {kinds} are not float32/float16")
+    max_batch = int(engine.get_tensor_profile_shape(inputs[0], 0)[2][0])
+    return inputs[0], outputs[0], dtypes[kinds[0]], dtypes[kinds[1]], max_batch
+
+
+def _load_tensorrt(path: Path) -> Loaded:
+    """Deserialize the engine; run batches on a dedicated CUDA stream (torch tensors as I/O)."""
+    if not torch.cuda.is_available():  # before importing tensorrt: same reason without it
+        raise NotRunnable(TRT_NEEDS_GPU)
+    trt = _runtime("tensorrt", "tensorrt")
     logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+    trt_runtime = trt.Runtime(logger)
+    engine = trt_runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
         raise MedclassError(f"{path}: TensorRT cannot load this engine (built for another GPU "
                             "or TensorRT version?); re-export on this machine")
+    inp, out, in_dtype, out_dtype, max_batch = _trt_io(engine, trt, path)
     context = engine.create_execution_context()
+    stream = torch.cuda.Stream()
+    owners = (trt_runtime, engine)  # the context needs its engine (and runtime) alive
 
-    def run(x: np.ndarray) -> np.ndarray:
-        inp = torch.from_numpy(x).cuda()
-        context.set_input_shape(INPUT_NAME, tuple(inp.shape))
-        out = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
-        context.set_tensor_address(INPUT_NAME, inp.data_ptr())
-        context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
+    def run(x: np.ndarray, _owners: tuple[Any, ...] = owners) -> np.ndarray:
+        with torch.cuda.stream(stream):  # copies, allocations and the engine on one stream
+            x_dev = torch.from_numpy(x).to("cuda").to(in_dtype).contiguous()
+            if not context.set_input_shape(inp, tuple(x_dev.shape)):
+                raise RuntimeError(f"TensorRT rejected input shape {tuple(x_dev.shape)}")
+            y_dev = torch.empty(tuple(context.get_tensor_shape(out)), dtype=out_dtype,
+                                device="cuda")
+            context.set_tensor_address(inp, x_dev.data_ptr())
+            context.set_tensor_address(out, y_dev.data_ptr())
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed (see the TensorRT log above)")
+            y = y_dev.float().cpu()
         stream.synchronize()
-        return out.cpu().numpy()
+        return y.numpy()
 
     def forward(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([run(x[i:i + MAX_BATCH]) for i in range(0, len(x), MAX_BATCH)])
+        return np.concatenate([run(x[i:i + max_batch]) for i in range(0, len(x), max_batch)])
 
     return forward, None
 

@@ -1,4 +1,5 @@
-"""prepare: materialise data/raw/<class>/*.png from ``data.source``; report exclusions."""
+"""prepare: validate ``data.source`` into data/raw/manifest.csv (no image copies); report
+layout, per-split counts and exclusions."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,29 +67,54 @@ class Outputs:
     live_dir: Path
 
 
+# Why a monitored value can be undefined (None/NaN), for the warning.
+UNDEFINED_WHY = {"val_auc": "a class absent from the validation split?"}
+
+
+def is_undefined(value: float | None) -> bool:
+    """None or NaN/Inf: no value to compare (e.g. AUC with a class absent from validation)."""
+    return value is None or not math.isfinite(value)
+
+
 class EarlyStopping:
-    """Tracks the monitored value; ``step`` returns True when training should stop."""
+    """Tracks the monitored value; ``step`` returns True when training should stop.
+
+    An epoch whose value is undefined (``is_undefined``) is never an improvement: it counts
+    towards ``patience`` and never becomes the best epoch. The first one logs a warning.
+    """
 
     def __init__(self, phase: Phase) -> None:
+        self.name, self.monitor = phase.name, phase.monitor
         self.mode = "min" if phase.monitor == "val_loss" else "max"
         self.patience, self.min_epochs, self.min_delta = (
             phase.patience, phase.min_epochs, phase.min_delta)
         self.best: float | None = None
         self.best_epoch = -1
         self.bad_epochs = 0
+        self.warned = False  # the undefined-value warning, once per run
 
     def improved(self, value: float | None) -> bool:
-        if value is None:
-            return self.best is None
+        if is_undefined(value):
+            return False
         if self.best is None:
             return True
         if self.mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
+    def _warn_undefined(self, value: float | None) -> None:
+        if self.warned:
+            return
+        self.warned = True
+        why = UNDEFINED_WHY.get(self.monitor) if value is None else None
+        log.warning("%s.monitor %s is undefined (%s); such epochs never count as an "
+                    "improvement", self.name, self.monitor, why or f"got {value}")
+
     def step(self, epoch: int, value: float | None) -> tuple[bool, bool]:
         """Record ``value`` for ``epoch``; returns (improved, stop)."""
         better = self.improved(value)
+        if is_undefined(value):
+            self._warn_undefined(value)
         if better:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
         else:
@@ -105,6 +131,8 @@ class EarlyStopping:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.bad_epochs = s["best"], s["best_epoch"], s["bad_epochs"]
+        if is_undefined(self.best):  # a NaN best saved before undefined values were skipped
+            self.best = None
 
 
 def _open_live(live_dir: Path, history: list[dict[str, float]]):
@@ -288,6 +316,11 @@ def fit(
         if stop:
             break
     best_epoch = stopper.best_epoch
+    if best_epoch < 0 and history:  # every epoch's monitored value was undefined
+        best_state = copy.deepcopy((model if ema is None else ema.module).state_dict())
+        best_epoch = history[-1]["epoch"]
+        log.warning("%s: no epoch had a defined %s; keeping the last epoch's weights",
+                    phase.name, phase.monitor)
     best_row = next((r for r in history if r["epoch"] == best_epoch), {})
     if swa is not None and swa.n_averaged:  # the average replaces the best raw weights
         averaged = swa.finish(model, train_ds, transform, cfg, train.batch_size)

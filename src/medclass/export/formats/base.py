@@ -41,6 +41,7 @@ class ExportContext:
 
 ExportFn = Callable[[ExportContext, Path], "dict[str, Any] | None"]
 InspectFn = Callable[[Path, ExportContext], "dict[str, Any]"]
+PreflightFn = Callable[[ExportParams], None]
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,16 @@ class Exporter:
 
     Exporters may report ``precision`` (default fp32) in that dict. ``inspect(dest, ctx)`` is an
     optional static check of the written artifact (raises on a mismatch). Per-model gaps live
-    in ``fixes`` (``FIXES`` / ``UNSUPPORTED``).
+    in ``fixes`` (``FIXES`` / ``UNSUPPORTED``). ``preflight(params)`` checks the format's
+    options before anything is exported (raises ``MedclassError`` naming the option and fix).
     """
 
     name: str
     filename: str
     export: ExportFn
     inspect: InspectFn | None = None
+    preflight: PreflightFn | None = None
+    extra_files: tuple[str, ...] = ()  # written beside ``filename`` (removed with it on failure)
 
 
 @contextlib.contextmanager

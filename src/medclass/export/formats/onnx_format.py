@@ -2,7 +2,7 @@
 
 The metadata JSON is stored in the model's ``metadata_props`` (key ``medclass``). Weights go to
 external data only when the model exceeds protobuf's 2 GB limit. ``export.onnxslim`` simplifies
-the graph with onnxslim when installed.
+the graph with onnxslim; without the package that option is an error (checked before export).
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ import importlib
 import io
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
+from medclass.config import ExportParams
+from medclass.errors import MedclassError
 from medclass.export.formats.base import (
     ExportContext,
     Exporter,
-    ToolchainMissing,
     one_line,
     quiet_converters,
     register,
@@ -30,6 +32,22 @@ from medclass.io import atomic_path
 
 ONNX_METADATA_KEY = "medclass"
 _PROTOBUF_LIMIT = 2**31 - 1
+ONNXSLIM_MISSING = ("export.onnxslim is true but onnxslim is not installed; "
+                    "pip install onnxslim or set export.onnxslim: false")
+
+
+def require_onnxslim() -> ModuleType:
+    """The ``onnxslim`` module, or ``MedclassError`` (the option is set, the package absent)."""
+    try:
+        return importlib.import_module("onnxslim")
+    except ImportError as exc:
+        raise MedclassError(ONNXSLIM_MISSING) from exc
+
+
+def check_onnx_options(params: ExportParams) -> None:
+    """Preflight: ``export.onnxslim: true`` needs the onnxslim package."""
+    if params.onnxslim:
+        require_onnxslim()
 
 
 def write_onnx(model: torch.nn.Module, example: torch.Tensor, dest: Path, opset: int) -> str:
@@ -73,12 +91,7 @@ def export_onnx(ctx: ExportContext, dest: Path) -> dict[str, Any]:
         info["exporter"] = write_onnx(ctx.model, ctx.example, tmp, ctx.params.onnx_opset)
         proto = onnx.load(str(tmp))
         if ctx.params.onnxslim:
-            try:
-                slim = importlib.import_module("onnxslim")
-            except ImportError as exc:
-                raise ToolchainMissing("export.onnxslim is true but onnxslim is not installed "
-                                       "(pip install onnxslim)") from exc
-            proto = slim.slim(proto)
+            proto = require_onnxslim().slim(proto)
             info["onnxslim"] = True
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
@@ -91,4 +104,4 @@ def export_onnx(ctx: ExportContext, dest: Path) -> dict[str, Any]:
     return info
 
 
-register(Exporter("onnx", "model.onnx", export_onnx))
+register(Exporter("onnx", "model.onnx", export_onnx, preflight=check_onnx_options))
