@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from medclass import debug
 from medclass.cli import app
-from medclass.train.context import load_data
+from medclass.data.bundle import load_data
 from medclass.train.optim import build_scheduler
 
 TINY = {

@@ -23,23 +23,16 @@ from torch.utils.data import DataLoader
 
 from medclass.config import Params
 from medclass.data.augment import resolve_spec
+from medclass.data.bundle import DataBundle, load_data
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
 from medclass.errors import MedclassError
 from medclass.evaluate.figures import new_figure, save_png
+from medclass.inference import amp_dtype, predict_logits, resolve_device, use_channels_last
 from medclass.io import write_text
 from medclass.models.registry import check_model_name
-from medclass.stages._common import SPLIT_DIR
-from medclass.train.context import (
-    DataBundle,
-    amp_dtype,
-    build_model,
-    check_image_size,
-    load_data,
-    resolve_device,
-    seed_everything,
-    use_channels_last,
-)
-from medclass.train.engine import StepConfig, place_model, predict_logits, train_one_epoch
+from medclass.paths import SPLIT_DIR
+from medclass.train.context import build_model, check_image_size, seed_everything
+from medclass.train.engine import StepConfig, place_model, train_one_epoch
 from medclass.train.freezing import freeze_backbone
 from medclass.train.loop import phase_optimizer
 from medclass.train.losses import build_criterion

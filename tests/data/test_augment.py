@@ -218,3 +218,38 @@ def test_multiscale_sizes_are_probed_on_the_model_before_training():
 
     with pytest.raises(ValueError, match="cannot take 20 px inputs"):
         check_input_sizes(Fixed(), (16, 20), 1, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("policy", "public"), [("randaugment", "RandAugment"),
+                                                ("trivialaugment", "TrivialAugmentWide")])
+def test_policy_op_table_reproduces_torchvisions_public_transform(policy, public):
+    """Our per-sample table and ops give torchvision's ``v2.RandAugment(num_ops=1)`` /
+    ``v2.TrivialAugmentWide`` result for every operation: same op order, magnitude range and
+    sign (torchvision draws op, then bin for TrivialAugment, then sign from the global RNG)."""
+    from torchvision.transforms import v2
+
+    from medclass.data.policies import NUM_BINS, OPS, apply_op
+
+    table = list(OPS[policy].items())
+    assert len(table) == 14
+    x = torch.randint(0, 256, (2, 3, 20, 24), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+    tv = (v2.RandAugment(num_ops=1, magnitude=9) if policy == "randaugment"
+          else v2.TrivialAugmentWide())
+    seen = set()
+    for seed in range(300):
+        torch.manual_seed(seed)
+        name, (magnitudes_fn, signed) = table[int(torch.randint(len(table), ()))]
+        magnitudes = magnitudes_fn(NUM_BINS, 20, 24)
+        m = 0.0
+        if magnitudes is not None:
+            b = 9 if policy == "randaugment" else int(torch.randint(NUM_BINS, ()))
+            m = float(magnitudes[b])
+            if signed and torch.rand(()) <= 0.5:
+                m = -m
+        torch.manual_seed(seed)
+        assert torch.equal(apply_op(x, name, m), tv(x)), (seed, name, m)
+        seen.add(name)
+        if len(seen) == len(table):
+            break
+    assert len(seen) == len(table)

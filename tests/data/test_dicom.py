@@ -110,6 +110,46 @@ def test_monochrome1_is_inverted_after_window(tmp_path: Path) -> None:
     np.testing.assert_array_equal(_gray(windowed), [[255, 191], [64, 0]])
 
 
+def _lut_item(data: list[int], bits: int, first: int = 0) -> Dataset:
+    item = Dataset()  # LUTDescriptor (0028,3002) and LUTData (0028,3006) written as US
+    item.add_new(0x00283002, "US", [len(data), first, bits])
+    item.add_new(0x00283006, "US", data)
+    return item
+
+
+def test_modality_lut_sequence_is_applied(tmp_path: Path) -> None:
+    # the LUT maps stored [[0, 1], [2, 3]] to [[3000, 0], [1000, 2000]]; the old rescale-only
+    # decoder ignored it and stretched the stored values ([[0, 85], [170, 255]])
+    from pydicom.sequence import Sequence
+
+    lut = _lut_item([3000, 0, 1000, 2000], 16)
+    lut.ModalityLUTType = "US"
+    stored = np.array([[0, 1], [2, 3]], np.uint16)
+    path = write_dcm(tmp_path / "mlut.dcm", stored, ModalityLUTSequence=Sequence([lut]))
+    np.testing.assert_array_equal(_gray(path), [[255, 0], [85, 170]])
+    # then windowed: LINEAR C=1500, W=1001 -> y = ((v - 1499.5) / 1000 + 0.5) * 255
+    windowed = write_dcm(tmp_path / "mlutw.dcm", stored, ModalityLUTSequence=Sequence([lut]),
+                         WindowCenter=1500, WindowWidth=1001)
+    np.testing.assert_array_equal(_gray(windowed), [[255, 0], [0, 255]])
+
+
+def test_voi_lut_sequence_wins_over_the_window(tmp_path: Path) -> None:
+    # an 8-bit VOI LUT (not monotonic: no window or stretch could give it) starting at value 1
+    from pydicom.sequence import Sequence
+
+    stored = np.array([[0, 1], [2, 3], [4, 9]], np.uint16)
+    voi = Sequence([_lut_item([200, 10, 255, 0], 8, first=1)])  # below 1: first, above: last
+    path = write_dcm(tmp_path / "voi.dcm", stored, VOILUTSequence=voi, WindowCenter=2,
+                     WindowWidth=4)
+    np.testing.assert_array_equal(_gray(path), [[200, 200], [10, 255], [0, 0]])
+    inverted = write_dcm(tmp_path / "voi1.dcm", stored, photometric="MONOCHROME1",
+                         VOILUTSequence=voi)
+    np.testing.assert_array_equal(_gray(inverted), [[55, 55], [245, 0], [255, 255]])
+    wide = Sequence([_lut_item([0, 4095, 65535, 1024], 16)])  # 16-bit LUT scaled onto 0..255
+    path16 = write_dcm(tmp_path / "voi16.dcm", stored[:2], VOILUTSequence=wide)
+    np.testing.assert_array_equal(_gray(path16), [[0, 16], [255, 4]])
+
+
 def test_rgb_dicom_and_8bit_passthrough(tmp_path: Path) -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     img, mode = decode_dicom(write_dcm(tmp_path / "rgb.dcm", rgb, photometric="RGB"))

@@ -261,10 +261,11 @@ def test_card_lists_external_sets_next_to_the_test_split() -> None:
 # --- the evaluate stage on a tiny project ---------------------------------------------------
 
 def test_stage_scores_an_external_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medclass.data.bundle import load_data
     from medclass.data.synthetic import render
     from medclass.io import save_checkpoint
     from medclass.stages import evaluate, prepare, split
-    from medclass.train.context import build_model, load_data, model_meta
+    from medclass.train.context import build_model, model_meta
 
     ev = {"batch_size": 8, "bootstrap": 20, "gradcam_per_class": 0, "gallery": 0,
           "embedding": "none", "external": [{"name": "site_b", "path": "data/external/site_b"}]}

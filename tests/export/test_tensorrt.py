@@ -21,7 +21,7 @@ from medclass.export.formats.tensorrt_format import fp16_onnx
 from medclass.export.parity import compare
 from medclass.export.runtime import TRT_NEEDS_GPU, NotRunnable, load_runner
 from medclass.models import create_model
-from medclass.train.context import model_from_checkpoint
+from medclass.models.rebuild import model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 

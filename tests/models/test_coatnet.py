@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from medclass.models.checks import TINY_KWARGS
-from medclass.models.coatnet import AdaptiveDownConv, CoAtNet, RelTransformerStage
-from medclass.models.layers import LayerScale
+from medclass.models.coatnet import CoAtNet, RelTransformerStage
+from medclass.models.layers import AdaptiveStrideConv, LayerScale
 
 NAME = "coatnet"
 TINY = {**TINY_KWARGS[NAME], "drop_path_rate": 0.1}
 
 
 def test_adaptive_stem_strides_only_large_inputs():
-    conv = AdaptiveDownConv(3, 4, min_side=64).eval()
+    conv = AdaptiveStrideConv(3, 4, min_side=64).eval()
     assert conv(torch.randn(1, 3, 63, 63)).shape[-2:] == (63, 63)
     assert conv(torch.randn(1, 3, 64, 64)).shape[-2:] == (32, 32)
 

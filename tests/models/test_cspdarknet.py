@@ -21,8 +21,8 @@ def test_stage_splits_into_partial_halves():
     stage = CSPStage(8, 16, depth=2, stride=2, act=nn.Mish, drop_paths=[0.0, 0.0]).eval()
     x = torch.randn(2, 8, 7, 7)
     assert stage(x).shape == (2, 16, 4, 4)
-    assert stage.split_skip[0].out_channels == stage.split_main[0].out_channels == 8
-    assert all(b.conv1[0].in_channels == 8 for b in stage.blocks) and len(stage.blocks) == 2
+    assert stage.split_skip.conv.out_channels == stage.split_main.conv.out_channels == 8
+    assert all(b.conv1.conv.in_channels == 8 for b in stage.blocks) and len(stage.blocks) == 2
     # the skip half reaches the fusion without passing the Darknet blocks
     down = stage.down(x)
     skip = stage.split_skip(down)

@@ -19,7 +19,7 @@ def _tiny(in_chans: int = 3, **kw) -> nn.Module:
 @pytest.mark.parametrize("dilation", [1, 2, 4])
 def test_block_keeps_shape_with_dilated_group_conv(dilation):
     block = DilatedGroupBlock(32, dilation, group_width=8)
-    conv = block.block[1][0]
+    conv = block.block[1].conv
     assert conv.kernel_size == (7, 7) and conv.dilation == (dilation, dilation)
     assert conv.groups == 2 and conv.in_channels == 16  # bottleneck 0.5, groups of 8
     assert block(torch.randn(2, 32, 7, 7)).shape == (2, 32, 7, 7)
@@ -28,7 +28,7 @@ def test_block_keeps_shape_with_dilated_group_conv(dilation):
 def test_dilations_cycle_and_no_pooling():
     model = _tiny()
     blocks = [m for m in model.modules() if isinstance(m, DilatedGroupBlock)]
-    assert [b.block[1][0].dilation[0] for b in blocks] == [1, 2, 4] * 3
+    assert [b.block[1].conv.dilation[0] for b in blocks] == [1, 2, 4] * 3
     assert not any(isinstance(m, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d)
                    for m in model.modules())
     strided = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]

@@ -22,7 +22,7 @@ def test_space_to_depth_keeps_every_pixel():
     s2d = F.pixel_unshuffle(x, 2)
     assert s2d.shape == (2, 12, 4, 4) and torch.equal(F.pixel_shuffle(s2d, 2), x)
     conv = SpaceToDepthConv(3, 16)
-    assert conv.conv[0].in_channels == 12
+    assert conv.conv.conv.in_channels == 12
     assert conv(torch.randn(2, 3, 7, 9)).shape == (2, 16, 4, 5)  # odd sides are padded
 
 
@@ -44,8 +44,8 @@ def test_sum_fusion_and_both_branches_matter():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         out = model(x)
-        model.proj_local[1].weight.zero_()  # silence the local branch's projection
-        model.proj_local[1].bias.zero_()
+        model.proj_local.bn.weight.zero_()  # silence the local branch's projection
+        model.proj_local.bn.bias.zero_()
         assert not torch.allclose(model(x), out)
 
 

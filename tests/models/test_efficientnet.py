@@ -29,7 +29,7 @@ def test_compound_scaling_of_depth_and_width():
     narrow = EfficientNet(2, width_mult=0.25, depth_mult=0.25)
     wide = EfficientNet(2, width_mult=0.5, depth_mult=0.25)
     assert (narrow.num_features, wide.num_features) == (320, 640)
-    assert narrow.features[0][0].out_channels == 8 and wide.features[0][0].out_channels == 16
+    assert narrow.features[0].conv.out_channels == 8 and wide.features[0].conv.out_channels == 16
 
 
 @pytest.mark.parametrize("side", [7, 8, 1])
@@ -42,7 +42,7 @@ def test_stride2_mbconv_handles_odd_sides(side):
 def test_blocks_use_silu_and_squeeze_excite():
     model = _tiny()
     kinds = {type(m).__name__ for m in model.modules()}
-    assert {"SiLU", "SqueezeExcite", "MBConv"} <= kinds and "ReLU" not in kinds
+    assert {"SiLU", "SEModule", "MBConv"} <= kinds and "ReLU" not in kinds  # timm SqueezeExcite
 
 
 def test_stem_stride_one_keeps_more_resolution():

@@ -36,8 +36,8 @@ def test_pyramid_map_has_a_fixed_grid(size):
 
 def test_each_pyramid_level_reaches_the_fused_map():
     model = _tiny().eval()
-    fuse_w = model.fuse[0].weight  # (fuse_dim, local + mid + global, 1, 1)
-    assert fuse_w.shape[1] == sum(s[-1].b1[0].out_channels * 4 for s in model.stages)
+    fuse_w = model.fuse.conv.weight  # (fuse_dim, local + mid + global, 1, 1)
+    assert fuse_w.shape[1] == sum(s[-1].b1.conv.out_channels * 4 for s in model.stages)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         ref = model.forward_features(x)

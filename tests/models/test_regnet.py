@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from timm.layers import SqueezeExcite
 
 from medclass.models import create_model
 from medclass.models.checks import TINY_KWARGS
-from medclass.models.layers import SqueezeExcite
 from medclass.models.regnet import RegNet, regnet_stages
 
 NAME = "regnet"

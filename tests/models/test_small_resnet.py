@@ -18,7 +18,7 @@ def _tiny(in_chans: int = 3, **kw) -> nn.Module:
 
 def test_res_block_shapes_and_kernel():
     block = ResBlock7(8, 16, stride=2)
-    assert block.branch[0][0].kernel_size == (7, 7) and block.branch[1][0].kernel_size == (7, 7)
+    assert block.branch[0].conv.kernel_size == (7, 7) and block.branch[1].conv.kernel_size == (7, 7)
     assert block(torch.randn(2, 8, 7, 7)).shape == (2, 16, 4, 4)  # ceil halving, odd sides
     same = ResBlock7(8, 8)
     assert isinstance(same.short, nn.Identity)

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from medclass.config import TrainParams
+from medclass.data.bundle import DataBundle
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
 from medclass.evaluate.metrics import classification_metrics
+from medclass.inference import predict_logits
 from medclass.models import create_model, get_spec, list_models
 from medclass.models.checks import TINY_KWARGS, verify_model
-from medclass.train.context import DataBundle
-from medclass.train.engine import StepConfig, predict_logits
+from medclass.train.engine import StepConfig
 from medclass.train.loop import Outputs, Phase, fit
 
 NAMES = list_models()

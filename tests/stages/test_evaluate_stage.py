@@ -12,9 +12,10 @@ import torch
 import yaml
 
 from medclass.config import load_params
+from medclass.data.bundle import load_data
 from medclass.io import save_checkpoint
 from medclass.stages import evaluate, prepare, split
-from medclass.train.context import build_model, load_data, model_meta
+from medclass.train.context import build_model, model_meta
 
 TINY = {
     "model": "simple_cnn_tiny",

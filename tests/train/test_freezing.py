@@ -7,11 +7,11 @@ import torch
 
 import medclass.train.loop as loop
 from medclass.config import TrainParams, parse_params
+from medclass.data.bundle import DataBundle
 from medclass.data.dataset import CachedDataset
 from medclass.errors import MedclassError
 from medclass.io import load_checkpoint
 from medclass.models import create_model, layer_groups
-from medclass.train.context import DataBundle
 from medclass.train.freezing import LayerFreezer
 from medclass.train.loop import Outputs, Phase, fit
 from medclass.train.phases import finetune_phase

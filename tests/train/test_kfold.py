@@ -182,3 +182,17 @@ def test_changed_params_retrain_and_fewer_folds_drop_stale_files(tmp_path, split
     assert calls == ["head", "finetune"] * 2  # other folds: other fingerprints
     assert not any(f.name.startswith("fold_2") for f in paths.models.iterdir())
     assert not (paths.plots / "fold_2").exists()
+
+
+def test_fold_fingerprint_sees_the_architecture_and_draws_no_random_numbers() -> None:
+    """Folds finished by an older version of a backbone (renamed weights) must not be reused:
+    the architecture is part of the fold fingerprint; building it leaves the RNG alone."""
+    from medclass.config import parse_params
+    from medclass.train.kfold import architecture
+
+    state = torch.random.get_rng_state()
+    small = architecture(parse_params({"model": "simple_cnn_tiny"}), 3, 1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert small != architecture(parse_params({"model": "simple_cnn"}), 3, 1)
+    assert small != architecture(parse_params({"model": "simple_cnn_tiny"}), 4, 1)
+    assert small == architecture(parse_params({"model": "simple_cnn_tiny"}), 3, 1)

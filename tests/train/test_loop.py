@@ -6,10 +6,10 @@ import torch
 
 import medclass.train.loop as loop
 from medclass.config import TrainParams
+from medclass.data.bundle import DataBundle
 from medclass.data.dataset import CachedDataset
 from medclass.io import load_checkpoint
 from medclass.models import create_model
-from medclass.train.context import DataBundle
 from medclass.train.loop import EarlyStopping, Outputs, Phase, fit
 
 
@@ -111,7 +111,7 @@ def _undefined_warnings(caplog) -> list[str]:
 
 def test_undefined_monitored_value_never_improves_and_warns_once(caplog):
     auc = EarlyStopping(Phase("finetune", 10, 1, 1, 0, monitor="val_auc", patience=3))
-    with caplog.at_level("WARNING", logger="medclass.train.loop"):
+    with caplog.at_level("WARNING", logger="medclass.train.early_stopping"):
         flags = [auc.step(e, v) for e, v in enumerate([None, float("nan"), 0.7, None, 0.8])]
     assert [f[0] for f in flags] == [False, False, True, False, True]  # a defined value still does
     assert (auc.best, auc.best_epoch, auc.bad_epochs) == (0.8, 4, 0)
@@ -121,7 +121,7 @@ def test_undefined_monitored_value_never_improves_and_warns_once(caplog):
 
     caplog.clear()
     loss = EarlyStopping(Phase("finetune", 10, 1, 1, 0, monitor="val_loss", patience=2))
-    with caplog.at_level("WARNING", logger="medclass.train.loop"):
+    with caplog.at_level("WARNING", logger="medclass.train.early_stopping"):
         assert loss.step(0, 0.5) == (True, False)
         assert loss.step(1, float("nan")) == (False, False)  # NaN < best is no improvement
         assert loss.step(2, None) == (False, True)  # undefined epochs count towards patience
@@ -144,7 +144,7 @@ def test_every_epoch_undefined_keeps_the_last_epochs_weights(tmp_path, caplog):
                        "val": CachedDataset(val.images[keep], val.labels[keep])})
     phase = Phase("finetune", epochs=4, head_lr=3e-3, backbone_lr=3e-3, weight_decay=0.0,
                   monitor="val_auc", patience=2)
-    with caplog.at_level("WARNING", logger="medclass.train.loop"):
+    with caplog.at_level("WARNING", logger="medclass.train.early_stopping"):
         summary, out = _run(tmp_path, phase, data)
     assert summary["epochs_run"] == 2 and summary["stopped_early"] is True
     assert summary["best_epoch"] == 2 and summary["best_val_auc"] is None

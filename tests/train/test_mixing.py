@@ -6,11 +6,11 @@ import torch
 
 import medclass.train.mixing as mixing
 from medclass.config import MixupParams, TrainParams, parse_params
+from medclass.data.bundle import DataBundle
 from medclass.data.dataset import CachedDataset
 from medclass.errors import MedclassError
 from medclass.io import load_checkpoint
 from medclass.models import create_model
-from medclass.train.context import DataBundle
 from medclass.train.loop import Outputs, Phase, fit
 from medclass.train.mixing import BatchMixer, build_mixer
 

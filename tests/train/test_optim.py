@@ -1,5 +1,8 @@
 """Optimiser parameter groups, LR schedules and losses."""
 
+import copy
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -160,3 +163,74 @@ def test_multistep_drops_by_gamma_at_epoch_fractions():
     assert lrs[:10] == [1.0] * 10
     assert lrs[10:15] == pytest.approx([0.1] * 5)
     assert lrs[15:] == pytest.approx([0.01] * 5)
+
+
+def _closed_form(kind, step, *, epochs, steps_per_epoch, warmup_epochs=0, min_lr_ratio=0.0,
+                 milestones=(0.5, 0.75), gamma=0.1):
+    """The documented LR factor at ``step``: warmup (s + 1) / (w + 1), then constant, MedMNIST
+    multistep or cosine to ``min_lr_ratio`` (held after the last step)."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total - 1, warmup_epochs * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant":
+        return 1.0
+    if kind == "multistep":
+        return gamma ** sum(step // steps_per_epoch >= int(m * epochs) for m in milestones)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+SCHEDULE_CASES = [  # epochs, steps/epoch, warmup epochs, min ratio, milestones, gamma
+    (4, 5, 1, 0.1, (0.5, 0.75), 0.1), (4, 5, 0, 0.0, (0.5, 0.75), 0.1),
+    (6, 3, 2, 0.01, (0.1, 0.5, 0.9), 0.5), (1, 1, 0, 0.0, (0.5,), 0.1),
+    (1, 1, 3, 0.2, (0.5,), 0.1), (3, 7, 5, 0.05, (0.2, 0.34, 0.67), 0.3),
+    (2, 1, 1, 0.3, (0.5,), 0.1), (3, 4, 0, 0.0, (0.25, 0.5, 0.5), 0.2),  # milestone at step 0
+    (1, 6, 1, 0.0, (0.5, 0.75), 0.1), (12, 2, 1, 0.01, (0.5, 0.75), 0.1),
+]
+
+
+@pytest.mark.parametrize("kind", ["cosine", "constant", "multistep"])
+@pytest.mark.parametrize("case", SCHEDULE_CASES, ids=lambda c: "-".join(map(str, c[:4])))
+def test_schedules_follow_the_closed_form_per_step_and_per_group(kind, case):
+    epochs, spe, warmup, ratio, milestones, gamma = case
+    kw = dict(epochs=epochs, steps_per_epoch=spe, warmup_epochs=warmup, min_lr_ratio=ratio,
+              milestones=milestones, gamma=gamma)
+    p, q = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([{"params": [p], "lr": 1e-3}, {"params": [q], "lr": 3e-5}])
+    sched = build_scheduler(opt, kind, **kw)
+    for step in range(epochs * spe + 3):  # a few steps past the end too
+        want = _closed_form(kind, step, **kw)
+        got = [g["lr"] for g in opt.param_groups]
+        assert got == pytest.approx([1e-3 * want, 3e-5 * want], rel=1e-12, abs=0), step
+        assert sched.last_epoch == step  # EMA reads the step count from here
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("kind", ["cosine", "constant", "multistep", "onecycle"])
+def test_schedule_resumes_from_its_state_dict(kind):
+    """``fit`` saves and reloads the scheduler: a resumed run continues the same curve."""
+    def make():
+        p = torch.nn.Parameter(torch.zeros(2))
+        opt = torch.optim.AdamW([{"params": [p], "lr": 1.0}])
+        return opt, build_scheduler(opt, kind, epochs=4, steps_per_epoch=5, warmup_epochs=1,
+                                    min_lr_ratio=0.1)
+
+    opt, sched = make()
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        if len(lrs) == 7:
+            state = (copy.deepcopy(opt.state_dict()), copy.deepcopy(sched.state_dict()))
+    opt2, sched2 = make()
+    opt2.load_state_dict(state[0])
+    sched2.load_state_dict(state[1])
+    resumed = []
+    for _ in range(13):
+        resumed.append(opt2.param_groups[0]["lr"])
+        opt2.step()
+        sched2.step()
+    assert resumed == pytest.approx(lrs[7:], rel=1e-12)

@@ -8,11 +8,11 @@ from torch import nn
 
 import medclass.train.loop as loop
 from medclass.config import TrainParams, parse_params
+from medclass.data.bundle import DataBundle
 from medclass.data.dataset import CachedDataset
 from medclass.errors import MedclassError
 from medclass.io import load_checkpoint
 from medclass.models import create_model
-from medclass.train.context import DataBundle
 from medclass.train.loop import Outputs, Phase, fit
 from medclass.train.phases import finetune_phase
 
@@ -89,9 +89,9 @@ def test_swa_lr_is_held_constant_and_bn_stats_are_recomputed(tmp_path):
     lrs = [r["lr_head"] for r in load_checkpoint(out.last)["history"]]
     assert lrs[1] == pytest.approx(2e-3) and lrs[2] == pytest.approx(2e-3)
     last, best = load_checkpoint(out.last)["model"], load_checkpoint(out.best)["model"]
-    key = "features.1.conv1.1.running_mean"
+    key = "features.1.conv1.bn.running_mean"
     assert not torch.equal(best[key], last[key])
-    assert int(best["features.1.conv1.1.num_batches_tracked"]) == 3  # update_bn: 48 / 16 batches
+    assert int(best["features.1.conv1.bn.num_batches_tracked"]) == 3  # update_bn: 48 / 16 batches
 
 
 def test_swa_resume_matches_an_uninterrupted_run(tmp_path, interrupt_at):

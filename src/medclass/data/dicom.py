@@ -4,14 +4,20 @@ A file is DICOM when its extension is ``.dcm``/``.dicom`` (any case), or, whatev
 when it carries the ``DICM`` magic at byte 128 (scanner exports are often named ``IM0001`` or
 by UID). Grayscale (``MONOCHROME1``/``MONOCHROME2``) values go through, in DICOM order:
 
-1. modality rescale: ``value * RescaleSlope + RescaleIntercept`` (absent: 1 and 0);
-2. VOI window, when ``WindowCenter`` and ``WindowWidth`` are both present (the first value
-   of a multi-valued one): the DICOM window function of ``VOILUTFunction`` (``LINEAR``, the
-   default, ``LINEAR_EXACT`` or ``SIGMOID``; PS3.3 C.11.2.1.2) onto 0..255. Without a usable
-   window (absent, or a width below 1) the image's own min..max is stretched over 0..255 (a
-   constant image becomes 0);
+1. Modality LUT: the Modality LUT Sequence when present, else the rescale ``value *
+   RescaleSlope + RescaleIntercept`` (one of the two absent: 1 or 0);
+2. VOI LUT: the first VOI LUT Sequence item when present (its output range, from the LUT
+   descriptor's bit depth, scaled onto 0..255); else the VOI window, when ``WindowCenter``
+   and ``WindowWidth`` are both present (the first value of a multi-valued one): the DICOM
+   window function of ``VOILUTFunction`` (``LINEAR``, the default, ``LINEAR_EXACT`` or
+   ``SIGMOID``; PS3.3 C.11.2.1.2) onto 0..255. Without a usable window (absent, or a width
+   below 1) the image's own min..max is stretched over 0..255 (a constant image becomes 0);
 3. ``MONOCHROME1`` (low values shown white) is inverted (``255 - v``), so the output always
    reads like ``MONOCHROME2`` (bone bright on a radiograph).
+
+Steps 1 and 2 are pydicom's (``pydicom.pixels.apply_modality_lut``, ``apply_voi``,
+``apply_windowing``); this module chooses among them, maps their output onto 8 bits, and keeps
+the min..max fallback and the inversion, which pydicom leaves to the caller.
 
 Colour (``RGB``; ``YBR_*``, which pydicom converts to RGB; ``PALETTE COLOR`` through its
 lookup table) becomes ``RGB``, scaled from its stored bit depth to 8 bits, with no window.
@@ -64,16 +70,18 @@ def _first(value: Any) -> float:
 
 
 def window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
-    """DICOM VOI window of ``values`` onto 0..255 (float, unrounded). ``width`` must be >= 1
-    (> 0 for ``LINEAR_EXACT``/``SIGMOID``)."""
-    function = (function or "LINEAR").upper()
-    if function == "SIGMOID":
-        return 255.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
-    if function == "LINEAR_EXACT":
-        return np.clip(((values - center) / width + 0.5) * 255.0, 0.0, 255.0)
-    if width <= 1.0:  # LINEAR with width 1 is a threshold at center - 0.5
-        return np.where(values <= center - 0.5, 0.0, 255.0)
-    return np.clip(((values - (center - 0.5)) / (width - 1.0) + 0.5) * 255.0, 0.0, 255.0)
+    """DICOM VOI window of ``values`` onto 0..255 (float, unrounded), by pydicom's
+    ``apply_windowing`` with an 8-bit output range. ``width`` must be >= 1 (> 0 for
+    ``LINEAR_EXACT``/``SIGMOID``)."""
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_windowing
+
+    voi = Dataset()  # the window tags and an unsigned 8-bit output range, nothing else
+    voi.PhotometricInterpretation = "MONOCHROME2"
+    voi.WindowCenter, voi.WindowWidth = float(center), float(width)
+    voi.VOILUTFunction = (function or "LINEAR").upper()
+    voi.BitsStored, voi.PixelRepresentation = 8, 0
+    return apply_windowing(np.asarray(values, dtype=np.float64), voi)
 
 
 def _window_params(ds: Any) -> tuple[float, float, str] | None:
@@ -92,16 +100,34 @@ def _window_params(ds: Any) -> tuple[float, float, str] | None:
     return center, width, function
 
 
+def _voi_lut_bits(ds: Any) -> int | None:
+    """Bits per entry of the first VOI LUT Sequence item, when it has a descriptor and data."""
+    items = ds.get("VOILUTSequence")
+    if not items or "LUTDescriptor" not in items[0] or "LUTData" not in items[0]:
+        return None
+    return int(items[0].LUTDescriptor[2])
+
+
 def gray_to_uint8(ds: Any, pixels: np.ndarray) -> np.ndarray:
-    """Rescale -> window (or min-max) -> MONOCHROME1 inversion, as the module docstring says."""
-    slope = _first(ds.RescaleSlope) if "RescaleSlope" in ds else 1.0
-    intercept = _first(ds.RescaleIntercept) if "RescaleIntercept" in ds else 0.0
-    values = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    values = values * slope + intercept
+    """Modality LUT -> VOI LUT or window (or min-max) -> MONOCHROME1 inversion, as the module
+    docstring says."""
+    from pydicom.pixels import apply_modality_lut, apply_voi
+
+    if pixels.dtype.kind == "f":
+        pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
+    if ("RescaleSlope" in ds) != ("RescaleIntercept" in ds):  # pydicom needs both
+        ds.RescaleSlope = _first(ds.RescaleSlope) if "RescaleSlope" in ds else 1.0
+        ds.RescaleIntercept = _first(ds.RescaleIntercept) if "RescaleIntercept" in ds else 0.0
+    values = apply_modality_lut(pixels, ds)
     params = _window_params(ds)
-    if params is not None:
+    bits = _voi_lut_bits(ds)
+    if bits is not None:  # a VOI LUT takes precedence over a window (as pydicom's default)
+        index = values if values.dtype.kind in "iu" else np.rint(values).astype(np.int64)
+        out = apply_voi(index, ds).astype(np.float64) * (255.0 / (2**bits - 1))
+    elif params is not None:
         out = window(values, *params)
     else:
+        values = values.astype(np.float64)
         lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
         out = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)

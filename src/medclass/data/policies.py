@@ -1,24 +1,117 @@
 """Per-sample RandAugment / TrivialAugmentWide and CLAHE on uint8 batches.
 
-torchvision's ``RandAugment``/``TrivialAugmentWide`` draw one operation per call, so a batch
-would get one operation for every image. Here each sample draws its own operation, magnitude
-bin and sign (from the seeded generator of the augmentation), the samples are grouped by what
-they drew, and torchvision applies each group's operation to that sub-batch through the same
-operation table and apply function its transforms use. CLAHE is OpenCV's (per image, on the
-luminance of RGB images).
+torchvision's ``RandAugment``/``TrivialAugmentWide`` draw one operation per call from torch's
+global RNG, so a batch would get one operation for every image and the draws would follow
+neither our seeded generator nor the DDP shard. Their operation tables (names, magnitude
+ranges, signs) are not public API, so ``OPS`` below writes them down: the same 14 operations
+and ranges as the RandAugment and TrivialAugment papers and torchvision 0.29. Each sample
+draws its own operation, magnitude bin and sign (from the seeded generator of the
+augmentation), the samples are grouped by what they drew, and each group's operation is
+applied to that sub-batch with torchvision's public ``transforms.v2.functional`` ops. CLAHE is
+OpenCV's (per image, on the luminance of RGB images).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 Uniform = Callable[[float, float], torch.Tensor]
 
 POLICIES = ("none", "randaugment", "trivialaugment")
 CLAHE_CLIP = (1.0, 4.0)  # clip limit range drawn per sample
+NUM_BINS = 31  # magnitude bins of both policies
+
+
+def _posterize_bits(max_drop: int) -> Callable[[int, int, int], torch.Tensor]:
+    """Bits kept per bin: 8 at bin 0 down to ``8 - max_drop`` at the last bin."""
+    return lambda bins, h, w: (8 - torch.arange(bins) / ((bins - 1) / max_drop)).round().int()
+
+
+def _ramp(top: float) -> Callable[[int, int, int], torch.Tensor]:
+    """``bins`` magnitudes evenly from 0 to ``top``."""
+    return lambda bins, h, w: torch.linspace(0.0, top, bins)
+
+
+def _NONE(bins: int, h: int, w: int) -> None:
+    """No magnitude (the operation has none)."""
+
+
+# name -> (magnitudes for (bins, height, width), or None; signed), per policy, in draw order
+Table = dict[str, tuple[Callable[[int, int, int], torch.Tensor | None], bool]]
+OPS: dict[str, Table] = {
+    "randaugment": {  # Cubuk et al. 2020, ranges as torchvision's RandAugment
+        "Identity": (_NONE, False),
+        "ShearX": (_ramp(0.3), True),
+        "ShearY": (_ramp(0.3), True),
+        "TranslateX": (lambda bins, h, w: torch.linspace(0.0, 150.0 / 331.0 * w, bins), True),
+        "TranslateY": (lambda bins, h, w: torch.linspace(0.0, 150.0 / 331.0 * h, bins), True),
+        "Rotate": (_ramp(30.0), True),
+        "Brightness": (_ramp(0.9), True),
+        "Color": (_ramp(0.9), True),
+        "Contrast": (_ramp(0.9), True),
+        "Sharpness": (_ramp(0.9), True),
+        "Posterize": (_posterize_bits(4), False),
+        "Solarize": (lambda bins, h, w: torch.linspace(1.0, 0.0, bins), False),
+        "AutoContrast": (_NONE, False),
+        "Equalize": (_NONE, False),
+    },
+    "trivialaugment": {  # Müller & Hutter 2021, "wide" ranges as torchvision's
+        "Identity": (_NONE, False),
+        "ShearX": (_ramp(0.99), True),
+        "ShearY": (_ramp(0.99), True),
+        "TranslateX": (_ramp(32.0), True),
+        "TranslateY": (_ramp(32.0), True),
+        "Rotate": (_ramp(135.0), True),
+        "Brightness": (_ramp(0.99), True),
+        "Color": (_ramp(0.99), True),
+        "Contrast": (_ramp(0.99), True),
+        "Sharpness": (_ramp(0.99), True),
+        "Posterize": (_posterize_bits(6), False),
+        "Solarize": (lambda bins, h, w: torch.linspace(1.0, 0.0, bins), False),
+        "AutoContrast": (_NONE, False),
+        "Equalize": (_NONE, False),
+    },
+}
+
+
+def apply_op(x: torch.Tensor, name: str, m: float) -> torch.Tensor:
+    """Operation ``name`` at signed magnitude ``m`` on a batch (uint8, or float in [0, 1]),
+    through torchvision's public functional ops (nearest interpolation, zero fill)."""
+    nearest = InterpolationMode.NEAREST
+    if name == "Identity":
+        return x
+    if name in ("ShearX", "ShearY"):  # shear angle arctan(m), about the top-left corner
+        deg = math.degrees(math.atan(m))
+        shear = [deg, 0.0] if name == "ShearX" else [0.0, deg]
+        return TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, shear=shear,
+                         interpolation=nearest, fill=None, center=[0, 0])
+    if name in ("TranslateX", "TranslateY"):  # whole pixels
+        shift = [int(m), 0] if name == "TranslateX" else [0, int(m)]
+        return TF.affine(x, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0],
+                         interpolation=nearest, fill=None)
+    if name == "Rotate":
+        return TF.rotate(x, angle=m, interpolation=nearest, fill=None)
+    factor = 1.0 + m
+    adjust = {"Brightness": TF.adjust_brightness, "Color": TF.adjust_saturation,
+              "Contrast": TF.adjust_contrast, "Sharpness": TF.adjust_sharpness}
+    if name in adjust:
+        return adjust[name](x, factor)
+    if name == "Posterize":
+        return TF.posterize(x, bits=int(m))
+    if name == "Solarize":
+        top = 255.0 if x.dtype == torch.uint8 else 1.0
+        return TF.solarize(x, threshold=top * m)
+    if name == "AutoContrast":
+        return TF.autocontrast(x)
+    if name == "Equalize":
+        return TF.equalize(x)
+    raise ValueError(f"unknown augmentation operation {name!r}")
 
 
 class BatchPolicy:
@@ -26,18 +119,14 @@ class BatchPolicy:
     ``trivialaugment`` (one operation at a random bin), drawn per sample."""
 
     def __init__(self, name: str, num_ops: int = 2, magnitude: int = 9) -> None:
-        from torchvision.transforms import v2
-
-        if name == "randaugment":
-            self.tv = v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
-            self.rounds, self.magnitude = num_ops, magnitude
-        elif name == "trivialaugment":
-            self.tv = v2.TrivialAugmentWide()
-            self.rounds, self.magnitude = 1, None
-        else:
+        if name not in OPS:
             raise ValueError(f"unknown augmentation policy {name!r}; choose from {POLICIES}")
-        self.space = list(self.tv._AUGMENTATION_SPACE.items())
-        self.bins = self.tv.num_magnitude_bins
+        if name == "randaugment":
+            self.rounds, self.magnitude = num_ops, magnitude
+        else:
+            self.rounds, self.magnitude = 1, None
+        self.space = list(OPS[name].items())
+        self.bins = NUM_BINS
 
     def __call__(self, x: torch.Tensor, uniform: Uniform) -> torch.Tensor:
         """``x``: uint8 (N, C, H, W); every sample gets its own drawn operation(s)."""
@@ -52,7 +141,7 @@ class BatchPolicy:
             keys = torch.stack([op, mag, negate.long()], 1)
             drawn, group = torch.unique(keys, dim=0, return_inverse=True)
             out = x.clone()
-            for g, key in enumerate(drawn.tolist()):  # one torchvision call per drawn key
+            for g, key in enumerate(drawn.tolist()):  # one functional call per drawn key
                 idx = (group == g).nonzero().squeeze(1)
                 out[idx] = self._apply(x[idx], *key, h=h, w=w)
             x = out
@@ -65,8 +154,7 @@ class BatchPolicy:
         m = float(magnitudes[mag]) if magnitudes is not None else 0.0
         if signed and negate:
             m = -m
-        return self.tv._apply_image_or_video_transform(
-            x, name, m, interpolation=self.tv.interpolation, fill=self.tv._fill)
+        return apply_op(x, name, m)
 
 
 def clahe(x: torch.Tensor, on: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from medclass.config import EvaluateParams, Params
+from medclass.data.bundle import DataBundle
 from medclass.data.dataset import BatchTransform, make_loader
 from medclass.evaluate import ensemble
 from medclass.evaluate.bootstrap import ci_section
@@ -64,9 +65,8 @@ from medclass.evaluate.uncertainty import (
     mutual_information,
     risk_coverage,
 )
+from medclass.inference import InferConfig, amp_dtype, predict_logits
 from medclass.io import atomic_dir, write_json
-from medclass.train.context import DataBundle, amp_dtype
-from medclass.train.engine import StepConfig, predict_logits
 
 RELIABILITY_COLUMNS = ("confidence", "accuracy", "count", "lower", "upper")
 
@@ -171,7 +171,7 @@ class Evaluation:
 
 
 def _predict(model: nn.Module, bundle: DataBundle, split: str, transform: BatchTransform,
-             cfg: StepConfig, batch: int, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
+             cfg: InferConfig, batch: int, tta: str = "none") -> tuple[np.ndarray, np.ndarray]:
     loader = make_loader(bundle.splits[split], batch, shuffle=False)
     return predict_logits(model, loader, transform, cfg, desc=split, tta=tta)
 
@@ -185,7 +185,7 @@ def evaluate_model(
     cfg_e: EvaluateParams = params.evaluate
     classes = list(meta["classes"])
     transform = BatchTransform(meta["mean"], meta["std"])
-    cfg = StepConfig(device, progress=params.train.progress)
+    cfg = InferConfig(device, progress=params.train.progress)
     logits, labels = _predict(model, bundle, "test", transform, cfg, cfg_e.batch_size,
                               cfg_e.tta)
     probs = softmax(logits)

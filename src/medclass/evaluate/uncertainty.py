@@ -24,11 +24,13 @@ import torch
 from sklearn.metrics import roc_auc_score
 from timm.layers import DropBlock2d, DropPath
 from torch import nn
-from torch.nn.modules.dropout import _DropoutNd
 
 from medclass.evaluate import ensemble
 
-STOCHASTIC_MODULES: tuple[type[nn.Module], ...] = (_DropoutNd, DropPath, DropBlock2d)
+DROPOUTS: tuple[type[nn.Module], ...] = (
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+)
+STOCHASTIC_MODULES: tuple[type[nn.Module], ...] = (*DROPOUTS, DropPath, DropBlock2d)
 
 Batch = torch.Tensor | Sequence[torch.Tensor]
 

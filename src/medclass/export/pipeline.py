@@ -168,7 +168,7 @@ def export_checkpoint(
     ``calibration`` (temperature) go into the metadata. Returns the report that the stage
     writes to ``metrics/export.json``.
     """
-    from medclass.train.context import model_from_checkpoint
+    from medclass.models.rebuild import model_from_checkpoint
 
     names = selected_formats(params.formats)
     preflight(names, params)

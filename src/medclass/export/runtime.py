@@ -108,14 +108,9 @@ def _torch_forward(module: Callable[[torch.Tensor], torch.Tensor]) -> Forward:
 
 def build_model(meta: dict[str, Any]) -> torch.nn.Module:
     """The backbone described by ``meta`` (fused first when the weights were re-parameterised)."""
-    from medclass.models import create_model
+    from medclass.models.rebuild import model_from_meta
 
-    model = create_model(meta["model"], num_classes=len(meta["classes"]),
-                         in_chans=int(meta["channels"]), drop_rate=float(meta.get("drop_rate", 0)),
-                         image_size=int(meta["image_size"]), **meta.get("model_kwargs", {}))
-    if meta.get("reparameterized"):
-        model.reparameterize()
-    return model.eval()
+    return model_from_meta(meta).eval()
 
 
 def _load_pytorch(path: Path) -> Loaded:

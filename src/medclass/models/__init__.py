@@ -11,7 +11,9 @@ from medclass.models.registry import (
     register,
 )
 
-_NOT_FAMILIES = {"registry", "base", "layers", "timm_adapter", "checks", "groups"}
+_NOT_FAMILIES = {
+    "registry", "base", "layers", "stages", "tokens", "timm_adapter", "checks", "groups"
+}
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _NOT_FAMILIES and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -8,8 +8,7 @@ A stage down-samples with max-pool + 1×1 projection ahead of its first block.
 
 Small inputs: the stem only strides when the input side is at least ``small_input_side``
 (default 64), so 28-32 px images keep a 2×2 map in the last stage; odd maps are zero-padded to
-even before a strided MBConv. This file also holds ``AdaptiveDownConv`` and ``EvenPad``, reused by
-ViT-hybrid and MaxViT.
+even before a strided MBConv (``EvenPad``, reused by MaxViT).
 """
 
 from __future__ import annotations
@@ -18,35 +17,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import ConvNormAct, LayerNorm2d
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, LayerNorm2d, MBConv, TransformerBlock, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import AdaptiveStrideConv, MBConv, TransformerBlock, init_weights
+from medclass.models.registry import register_model
 from medclass.models.swin import RelPosBias
-
-
-class AdaptiveDownConv(nn.Module):
-    """3×3 conv → BN → act that strides by 2 only when the input's shorter side ≥ ``min_side``.
-
-    Lets one set of weights serve large images (down-sample) and tiny ones (keep resolution).
-    """
-
-    def __init__(self, cin: int, cout: int, min_side: int,
-                 act: type[nn.Module] = nn.GELU) -> None:
-        super().__init__()
-        self.min_side = min_side
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.act = act()
-
-    def stride(self, h: int, w: int) -> int:
-        """Stride used for an h×w input."""
-        return 2 if min(h, w) >= self.min_side else 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.stride(*x.shape[-2:])
-        return self.act(self.bn(F.conv2d(x, self.conv.weight, None, s, 1)))
 
 
 class EvenPad(nn.Module):
@@ -78,6 +55,11 @@ class RelTransformerStage(nn.Module):
         return t.transpose(1, 2).reshape(b, c, h, w)
 
 
+@register_model(
+    "coatnet",
+    'CoAtNet-"nano": dims 32|48-96|192-384, depths C2-C3-T5-T2 (~6 M params).',
+    family="coatnet", min_size=16, default_size=224, lr_mult=0.5, scheduler="cosine",
+)
 class CoAtNet(ClassifierModel):
     """Stem → MBConv ("C") and transformer ("T") stages → LayerNorm → pooled linear head."""
 
@@ -103,8 +85,8 @@ class CoAtNet(ClassifierModel):
             raise TypeError("need len(dims) == len(depths) + 1 == len(stage_types) + 1, types C/T")
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         layers: list[nn.Module] = [
-            AdaptiveDownConv(in_chans, dims[0], small_input_side),
-            ConvNormAct(dims[0], dims[0], 3, act=nn.GELU),
+            AdaptiveStrideConv(in_chans, dims[0], small_input_side, act=nn.GELU),
+            ConvNormAct(dims[0], dims[0], 3, act_layer=nn.GELU),
         ]
         k = 0
         for i, (kind, depth) in enumerate(zip(stage_types, depths, strict=True)):
@@ -124,10 +106,3 @@ class CoAtNet(ClassifierModel):
         self.features = nn.Sequential(*layers)
         self._init_head(dims[-1], num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("coatnet", family="coatnet", min_size=16, default_size=224, lr_mult=0.5,
-          scheduler="cosine")
-def coatnet(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> CoAtNet:
-    """CoAtNet-"nano": dims 32|48-96|192-384, depths C2-C3-T5-T2 (~6 M params)."""
-    return CoAtNet(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import LayerNorm2d, LayerScale, Mlp, trunc_normal_
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import DropPath, LayerNorm2d, LayerScale, Mlp
-from medclass.models.registry import register
+from medclass.models.layers import make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -41,7 +42,7 @@ class ConvNeXtBlock(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls = LayerScale(dim, ls_init) if ls_init > 0 else nn.Identity()
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).permute(0, 2, 3, 1)  # NHWC for LayerNorm / Linear
@@ -74,6 +75,11 @@ class Downsample(nn.Module):
         return self.conv(pad_to_multiple(self.norm(x), 2))
 
 
+@register_model(
+    "convnext",
+    "ConvNeXt-Femto widths 48-96-192-384, depths 2-2-6-2 (~5 M params); ``dims``/``depths``.",
+    family="cnn", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class ConvNeXt(ClassifierModel):
     """Stem + four stages of ConvNeXt blocks; pooled features are LayerNorm-ed before the head."""
 
@@ -91,20 +97,15 @@ class ConvNeXt(ClassifierModel):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if len(dims) != len(depths) or not dims or min(depths) < 1:
-            raise TypeError("dims and depths must be non-empty, of equal length, depths ≥ 1")
         if patch_size < 1:
             raise TypeError(f"patch_size must be ≥ 1, got {patch_size}")
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        layers: list[nn.Module] = [Stem(in_chans, dims[0], patch_size)]
-        k = 0
-        for i, (dim, depth) in enumerate(zip(dims, depths, strict=True)):
-            stage: list[nn.Module] = [Downsample(dims[i - 1], dim)] if i else []
-            for _ in range(depth):
-                stage.append(ConvNeXtBlock(dim, mlp_ratio, kernel_size, dpr[k], ls_init))
-                k += 1
-            layers.append(nn.Sequential(*stage))
-        self.features = nn.Sequential(*layers)
+        stages, _ = build_stages(
+            dims, depths,
+            lambda b: ConvNeXtBlock(b.cout, mlp_ratio, kernel_size, b.drop_path, ls_init),
+            strides=(1,) * len(dims), drop_path_rate=drop_path_rate, nested=True,
+            transition=lambda i, cin, cout: (Downsample(cin, cout), cout) if i else None,
+        )
+        self.features = nn.Sequential(Stem(in_chans, dims[0], patch_size), *stages)
         self.head_norm = nn.LayerNorm(dims[-1], eps=1e-6)
         self._init_head(dims[-1], num_classes, drop_rate)
         self.apply(_init)
@@ -121,10 +122,3 @@ def _init(module: nn.Module) -> None:
         trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-@register("convnext", family="cnn", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def convnext(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> ConvNeXt:
-    """ConvNeXt-Femto widths 48-96-192-384, depths 2-2-6-2 (~5 M params); ``dims``/``depths``."""
-    return ConvNeXt(num_classes, in_chans, drop_rate=drop_rate, **kw)

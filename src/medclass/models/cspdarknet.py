@@ -11,20 +11,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.layers import ConvNormAct
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import drop_path_rates
 
 
 def _act(name: str) -> type[nn.Module]:
-    """``leaky`` → LeakyReLU(0.1) (CSPDarknet53), ``mish`` → Mish (YOLOv4 backbone)."""
-    if name == "leaky":
-        return _Leaky
-    if name == "mish":
-        return nn.Mish
-    raise TypeError(f"act must be 'leaky' or 'mish', got {name!r}")
+    """``leaky`` → LeakyReLU(0.1) (CSPDarknet53), ``mish`` → Mish (YOLOv4 backbone), looked
+    up with timm's ``get_act_layer``; its ``leaky_relu`` has torch's 0.01 slope, so ``leaky``
+    passes our 0.1-slope ``_Leaky`` through it."""
+    from timm.layers import get_act_layer
+
+    acts: dict[str, str | type[nn.Module]] = {"leaky": _Leaky, "mish": "mish"}
+    if name not in acts:
+        raise TypeError(f"act must be 'leaky' or 'mish', got {name!r}")
+    return get_act_layer(acts[name])
 
 
 class _Leaky(nn.LeakyReLU):
@@ -39,9 +44,9 @@ class DarkBlock(nn.Module):
 
     def __init__(self, dim: int, hidden: int, act: type[nn.Module], drop_path: float = 0.0):
         super().__init__()
-        self.conv1 = ConvNormAct(dim, hidden, 1, act=act)
-        self.conv2 = ConvNormAct(hidden, dim, 3, act=act)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.conv1 = ConvNormAct(dim, hidden, 1, act_layer=act)
+        self.conv2 = ConvNormAct(hidden, dim, 3, act_layer=act)
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop_path(self.conv2(self.conv1(x)))
@@ -54,12 +59,12 @@ class CSPStage(nn.Module):
                  drop_paths: Sequence[float]) -> None:
         super().__init__()
         half = cout // 2
-        self.down = ConvNormAct(cin, cout, 3, stride, act=act)
-        self.split_skip = ConvNormAct(cout, half, 1, act=act)
-        self.split_main = ConvNormAct(cout, half, 1, act=act)
+        self.down = ConvNormAct(cin, cout, 3, stride, act_layer=act)
+        self.split_skip = ConvNormAct(cout, half, 1, act_layer=act)
+        self.split_main = ConvNormAct(cout, half, 1, act_layer=act)
         self.blocks = nn.Sequential(*(DarkBlock(half, half, act, dp) for dp in drop_paths[:depth]))
-        self.transition = ConvNormAct(half, half, 1, act=act)
-        self.fuse = ConvNormAct(2 * half, cout, 1, act=act)
+        self.transition = ConvNormAct(half, half, 1, act_layer=act)
+        self.fuse = ConvNormAct(2 * half, cout, 1, act_layer=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.down(x)
@@ -67,6 +72,11 @@ class CSPStage(nn.Module):
         return self.fuse(torch.cat([self.split_skip(x), main], dim=1))
 
 
+@register_model(
+    "cspdarknet",
+    "CSPDarknet53 layout (1-2-8-8-4) at half width (stages 32…512, ~7 M params).",
+    family="cnn", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class CSPDarknet(ClassifierModel):
     """3×3 stem conv (stride 1) → five CSP stages, each halving the side."""
 
@@ -87,9 +97,9 @@ class CSPDarknet(ClassifierModel):
         if stem_stride not in (1, 2):
             raise TypeError(f"stem_stride must be 1 or 2, got {stem_stride}")
         act_cls = _act(act)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = drop_path_rates(sum(depths), drop_path_rate)
         stem_w = max(width // 2, 8)
-        layers: list[nn.Module] = [ConvNormAct(in_chans, stem_w, 3, act=act_cls)]
+        layers: list[nn.Module] = [ConvNormAct(in_chans, stem_w, 3, act_layer=act_cls)]
         cin, k = stem_w, 0
         for i, depth in enumerate(depths):
             cout = width * 2**i
@@ -99,11 +109,3 @@ class CSPDarknet(ClassifierModel):
         self.features = nn.Sequential(*layers)
         self._init_head(cin, num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("cspdarknet", family="cnn", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def cspdarknet(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
-               **kw) -> CSPDarknet:
-    """CSPDarknet53 layout (1-2-8-8-4) at half width (stages 32…512, ~7 M params)."""
-    return CSPDarknet(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -16,14 +16,16 @@ sides that are not a multiple of the patch are zero-padded up to one. Position e
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from medclass.models.base import ClassifierModel
-from medclass.models.layers import TransformerBlock, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import init_weights
+from medclass.models.registry import register_model
+from medclass.models.tokens import TokenClassifier
 
 
 class DistilledHead(nn.Module):
@@ -42,40 +44,30 @@ class DistilledHead(nn.Module):
         return self.head(x_cls), self.head_dist(x_dist)
 
 
-class DeiT(ClassifierModel):
-    """Patch embedding → [cls; dist; patches] + position embedding → transformer → two heads."""
+@register_model(
+    "deit",
+    "DeiT-Ti distilled: width 192, depth 12, 3 heads, patch 16 (~5.5 M params).",
+    family="deit", min_size=16, default_size=224, lr_mult=0.5, scheduler="cosine",
+)
+class DeiT(TokenClassifier):
+    """Patch embedding → [cls; dist; patches] + position embedding → transformer → two heads.
 
-    def __init__(
-        self,
-        num_classes: int,
-        in_chans: int = 3,
-        width: int = 192,
-        depth: int = 12,
-        heads: int = 3,
-        mlp_ratio: float = 4.0,
-        patch_size: int = 16,
-        min_grid: int = 7,
-        ref_grid: int = 14,
-        drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.patch_size, self.min_grid, self.ref_grid = patch_size, min_grid, ref_grid
+    Options: ``patch_size``, ``min_grid`` and ``TokenClassifier``'s (``width``, ``depth``,
+    ``heads``, ``mlp_ratio``, ``ref_grid``, ``drop_rate``, ``drop_path_rate``).
+    """
+
+    prefix = ("cls_token", "dist_token")
+
+    def __init__(self, num_classes: int, in_chans: int = 3, patch_size: int = 16,
+                 min_grid: int = 7, **kw: Any) -> None:
+        self.patch_size, self.min_grid = patch_size, min_grid
+        super().__init__(num_classes, in_chans, **kw)
         self.distilled_training = False
-        self.patch_embed = nn.Conv2d(in_chans, width, patch_size, patch_size)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.dist_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 2 + ref_grid * ref_grid, width))
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
-        self.blocks = nn.Sequential(
-            *(TransformerBlock(width, heads, mlp_ratio, drop_path=dp) for dp in dpr)
-        )
-        self.norm = nn.LayerNorm(width)
-        self._init_head(width, num_classes, drop_rate)
-        self.fc = DistilledHead(width, num_classes)
-        self.apply(init_weights)
-        for p in (self.pos_embed, self.cls_token, self.dist_token):
-            trunc_normal_(p, std=0.02)
+        self.fc = DistilledHead(self.num_features, num_classes)
+
+    def make_embed(self, in_chans: int, width: int) -> None:
+        """Non-overlapping patch_size² conv."""
+        self.patch_embed = nn.Conv2d(in_chans, width, self.patch_size, self.patch_size)
 
     def set_distilled_training(self, enable: bool = True) -> None:
         """Train-mode ``forward`` returns (cls_logits, dist_logits) instead of their mean."""
@@ -91,20 +83,12 @@ class DeiT(ClassifierModel):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return F.pad(x, (0, -w % p, 0, -h % p))
 
-    def no_weight_decay(self) -> set[str]:
-        """timm's convention: tokens and position embeddings get no weight decay."""
-        return {"cls_token", "dist_token", "pos_embed"}
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 2 + h*w, width) after the final norm: [cls, dist, patches...]."""
         x = self.patch_embed(self.fit_input(x))
-        h, w = x.shape[-2:]
-        b = x.shape[0]
-        x = torch.cat([self.cls_token.expand(b, -1, -1), self.dist_token.expand(b, -1, -1),
-                       x.flatten(2).transpose(1, 2)], dim=1)
-        pos = resample_abs_pos_embed(self.pos_embed, [h, w], [self.ref_grid] * 2,
+        pos = resample_abs_pos_embed(self.pos_embed, list(x.shape[-2:]), [self.ref_grid] * 2,
                                      num_prefix_tokens=2)
-        return self.norm(self.blocks(x + pos))
+        return self.encode(x, pos)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False
                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -121,9 +105,3 @@ class DeiT(ClassifierModel):
         """Replace both classifiers (the whole ``DistilledHead``) with fresh ones."""
         self.num_classes = num_classes
         self.fc = DistilledHead(self.num_features, num_classes)
-
-
-@register("deit", family="deit", min_size=16, default_size=224, lr_mult=0.5, scheduler="cosine")
-def deit(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> DeiT:
-    """DeiT-Ti distilled: width 192, depth 12, 3 heads, patch 16 (~5.5 M params)."""
-    return DeiT(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -10,7 +10,6 @@ full resolution; ``max_dense_size=None`` keeps every input at full resolution.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +17,7 @@ from torch import nn
 
 from medclass.models.base import ClassifierModel
 from medclass.models.layers import DropPath, init_weights
-from medclass.models.registry import register
+from medclass.models.registry import register_model
 
 
 class FitPool(nn.Module):
@@ -73,6 +72,11 @@ class Transition(nn.Sequential):
         super().__init__(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, cout, 1, bias=False))
 
 
+@register_model(
+    "densenet7x7",
+    "Growth 12, blocks 3-3-3, 7x7 kernels; inputs above 64 px are pooled to <= 64 px.",
+    family="densenet", min_size=16, default_size=32, lr_mult=1.0, scheduler="onecycle",
+)
 class DenseNet7x7(ClassifierModel):
     """Stem conv, dense blocks of 7x7 layers joined by channel-only transitions, BN-ReLU."""
 
@@ -117,12 +121,3 @@ class DenseNet7x7(ClassifierModel):
         self.features = nn.Sequential(*layers)
         self._init_head(ch, num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("densenet7x7", family="densenet", min_size=16, default_size=32, lr_mult=1.0,
-          scheduler="onecycle")
-def densenet7x7(
-    num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw: Any
-) -> DenseNet7x7:
-    """Growth 12, blocks 3-3-3, 7x7 kernels; inputs above 64 px are pooled to <= 64 px."""
-    return DenseNet7x7(num_classes, in_chans, drop_rate=drop_rate, **kw)

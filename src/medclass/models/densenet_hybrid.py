@@ -16,14 +16,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
+from timm.layers import ConvNormAct
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, TransformerBlock, init_weights
-from medclass.models.registry import register
-
-SMALL_INPUT = 64  # inputs with a shorter side below this skip the stem conv's stride
+from medclass.models.layers import (
+    AdaptiveStrideConv,
+    TransformerBlock,
+    init_weights,
+    make_drop_path,
+)
+from medclass.models.registry import register_model
 
 
 def bn_relu_conv(cin: int, cout: int, kernel: int) -> list[nn.Module]:
@@ -39,7 +42,7 @@ class DenseLayer(nn.Module):
         super().__init__()
         self.net = nn.Sequential(*bn_relu_conv(cin, bn_size * growth, 1),
                                  *bn_relu_conv(bn_size * growth, growth, 3))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, self.drop_path(self.net(x))], dim=1)
@@ -57,16 +60,22 @@ class Stem(nn.Module):
 
     def __init__(self, in_chans: int, cout: int) -> None:
         super().__init__()
-        self.conv = ConvNormAct(in_chans, cout, 3, 2)
+        self.conv = AdaptiveStrideConv(in_chans, cout)
         self.pool = nn.MaxPool2d(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[-2:]) >= SMALL_INPUT:
-            return self.pool(self.conv(x))
-        c = self.conv[0]
-        return self.pool(self.conv[2](self.conv[1](F.conv2d(x, c.weight, None, 1, c.padding))))
+        return self.pool(self.conv(x))
 
 
+@register_model(
+    "densenet_hybrid",
+    """Default: growth 24, depths (4, 8, 16, 12), tail 2 × TransformerBlock(256, 8 heads).
+
+    Options: ``growth_rate``, ``depths``, ``bn_size``, ``compression``, ``embed_dim``,
+    ``num_heads``, ``tail_depth``, ``mlp_ratio``, ``drop_path_rate``.
+    """,
+    family="densenet_hybrid", min_size=16, default_size=224, lr_mult=1.0, scheduler="cosine",
+)
 class DenseNetHybrid(ClassifierModel):
     """Dense blocks + transitions (total stride 32) → transformer tail → pooled linear head."""
 
@@ -104,7 +113,7 @@ class DenseNetHybrid(ClassifierModel):
                 c = int(c * compression)
         layers += [nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
-        self.proj = ConvNormAct(c, embed_dim, 1, act=None)
+        self.proj = ConvNormAct(c, embed_dim, 1, apply_act=False)
         self.pos = nn.Conv2d(embed_dim, embed_dim, 3, padding=1, groups=embed_dim)
         self.blocks = nn.ModuleList(
             TransformerBlock(embed_dim, num_heads, mlp_ratio, drop_path=dpr[k + i])
@@ -123,15 +132,3 @@ class DenseNetHybrid(ClassifierModel):
         for blk in self.blocks:
             t = blk(t)
         return self.norm(t).transpose(1, 2).reshape(b, c, h, w)
-
-
-@register("densenet_hybrid", family="densenet_hybrid", min_size=16, default_size=224,
-          lr_mult=1.0, scheduler="cosine")
-def densenet_hybrid(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
-                    **kw) -> DenseNetHybrid:
-    """Default: growth 24, depths (4, 8, 16, 12), tail 2 × TransformerBlock(256, 8 heads).
-
-    Options: ``growth_rate``, ``depths``, ``bn_size``, ``compression``, ``embed_dim``,
-    ``num_heads``, ``tail_depth``, ``mlp_ratio``, ``drop_path_rate``.
-    """
-    return DenseNetHybrid(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -15,12 +15,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import ConvNormAct
 from torch import nn
 
-from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, init_weights
-from medclass.models.registry import register
-from medclass.models.small_resnet import ResBlock7
+from medclass.models.registry import register_model
+from medclass.models.small_resnet import res7_layers
+from medclass.models.stages import SmallImageNet
 
 
 class SpaceToDepthConv(nn.Module):
@@ -39,52 +39,45 @@ class SpaceToDepthConv(nn.Module):
         return self.conv(F.pixel_unshuffle(x, self.block))
 
 
-class DualBranchNet(ClassifierModel):
-    """Global 7x7 residual branch + local space-to-depth branch, fused before the head."""
+@register_model(
+    "dual_branch",
+    "Global widths 16-32-64-128, local 16-32-64, concat fusion of two 128-d projections.",
+    family="dual_branch", min_size=16, default_size=32, lr_mult=1.0, scheduler="onecycle",
+)
+class DualBranchNet(SmallImageNet):
+    """Global 7x7 residual branch + local space-to-depth branch, fused before the head.
 
-    def __init__(
-        self,
-        num_classes: int,
-        in_chans: int = 3,
-        dims: Sequence[int] | None = None,
-        width: int | None = None,
-        local_ratio: float = 0.5,
-        fuse_dim: int | None = None,
-        fusion: str = "concat",
-        kernel_size: int = 7,
-        drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if dims is not None and width is not None:
-            raise TypeError("give either width or dims, not both")
-        if dims is None:
-            w = 16 if width is None else width
-            dims = (w, 2 * w, 4 * w, 8 * w)
-        if len(dims) < 2:
-            raise ValueError(f"dims needs at least two stages, got {dims}")
+    Options: ``local_ratio``, ``fuse_dim``, ``fusion`` and those of ``SmallImageNet``
+    (``dims``/``width``: at least two stages, ``kernel_size``, ``drop_rate``, ``drop_path_rate``;
+    ``depths`` is fixed at one block per stage).
+    """
+
+    def __init__(self, num_classes: int, in_chans: int = 3, *, local_ratio: float = 0.5,
+                 fuse_dim: int | None = None, fusion: str = "concat", **kw: Any) -> None:
         if fusion not in ("concat", "sum"):
             raise ValueError(f"fusion must be 'concat' or 'sum', got {fusion!r}")
-        self.fusion = fusion
-        rates = torch.linspace(0, drop_path_rate, len(dims)).tolist()
-        glob: list[nn.Module] = [ConvNormAct(in_chans, dims[0], 3)]
-        cin = dims[0]
-        for i, dim in enumerate(dims):
-            glob.append(ResBlock7(cin, dim, 2 if i > 0 else 1, kernel_size, rates[i]))
-            cin = dim
+        if kw.get("depths") is not None:
+            raise TypeError("dual_branch has one block per stage: depths is not an option")
+        self.fusion, self.local_ratio, self.fuse_dim = fusion, local_ratio, fuse_dim
+        super().__init__(num_classes, in_chans, **kw)
+
+    def build(self, in_chans: int, dims: tuple[int, ...], depths: Sequence[int] | None,
+              kernel_size: int, drop_path_rate: float) -> int:
+        if len(dims) < 2:
+            raise ValueError(f"dims needs at least two stages, got {dims}")
+        glob, _ = res7_layers(in_chans, dims, None, kernel_size, drop_path_rate)
         self.global_branch = nn.Sequential(*glob)
         local: list[nn.Module] = []
         lin = in_chans
         for dim in dims[1:]:
-            lout = max(8, int(dim * local_ratio))
+            lout = max(8, int(dim * self.local_ratio))
             local.append(SpaceToDepthConv(lin, lout))
             lin = lout
         self.local_branch = nn.Sequential(*local)
-        fd = fuse_dim or dims[-1]
+        fd = self.fuse_dim or dims[-1]
         self.proj_global = ConvNormAct(dims[-1], fd, 1)
         self.proj_local = ConvNormAct(lin, fd, 1)
-        self._init_head(2 * fd if fusion == "concat" else fd, num_classes, drop_rate)
-        self.apply(init_weights)
+        return 2 * fd if self.fusion == "concat" else fd
 
     def group_modules(self) -> list[nn.Module]:
         """Layer groups by depth: each global stage with the local block at its resolution."""
@@ -98,12 +91,3 @@ class DualBranchNet(ClassifierModel):
         g = self.proj_global(self.global_branch(x))
         loc = self.proj_local(self.local_branch(x))
         return torch.cat([g, loc], dim=1) if self.fusion == "concat" else g + loc
-
-
-@register("dual_branch", family="dual_branch", min_size=16, default_size=32, lr_mult=1.0,
-          scheduler="onecycle")
-def dual_branch(
-    num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw: Any
-) -> DualBranchNet:
-    """Global widths 16-32-64-128, local 16-32-64, concat fusion of two 128-d projections."""
-    return DualBranchNet(num_classes, in_chans, drop_rate=drop_rate, **kw)

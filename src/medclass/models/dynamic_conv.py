@@ -12,7 +12,7 @@ depthwise 3×3 → dynamic 1×1 project, BN after each, residual when shapes all
 1×1 conv to ``head_width`` channels.
 
 Size rule: any side ≥ 16 px. Inputs whose shorter side is < 64 px skip the stem's stride (total
-stride 16 instead of 32), so 28-px images end in a 2×2 map.
+stride 16 instead of 32, ``layers.AdaptiveStrideConv``), so 28-px images end in a 2×2 map.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import AdaptiveStrideConv, init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
-SMALL_INPUT = 64  # inputs with a shorter side below this skip the stem's stride
 # MobileNetV2 stages: (expansion, channels, repeats, stride)
 MBV2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                (6, 160, 3, 2), (6, 320, 1, 1))
@@ -120,23 +120,22 @@ class DyInvertedResidual(nn.Module):
                    DyConvBNAct(mid, cout, 1, act=False, **dy)]
         self.conv = nn.Sequential(*layers)
         self.use_res = stride == 1 and cin == cout
-        self.drop_path = DropPath(drop_path) if drop_path > 0 and self.use_res else nn.Identity()
+        self.drop_path = make_drop_path(drop_path if self.use_res else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
         return x + self.drop_path(out) if self.use_res else out
 
 
-class Stem(ConvNormAct):
-    """Static 3×3 stride-2 conv-BN-ReLU6; stride 1 (same weights) for inputs below 64 px."""
+@register_model(
+    "dynamic_conv",
+    """Default: DY-MobileNetV2 ×0.5 with K = 4 kernels per conv, head width 1280.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[-2:]) >= SMALL_INPUT:
-            return super().forward(x)
-        c = self[0]
-        return self[2](self[1](F.conv2d(x, c.weight, None, 1, c.padding)))
-
-
+    Options: ``width`` (multiplier), ``depths`` (7 block counts), ``head_width``,
+    ``num_kernels``, ``temperature``, ``drop_path_rate``.
+    """,
+    family="dynamic_conv", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class DynamicConvNet(ClassifierModel):
     """DY-MobileNetV2: static stem → dynamic inverted residual stages → dynamic 1×1 → head."""
 
@@ -159,17 +158,15 @@ class DynamicConvNet(ClassifierModel):
         if num_kernels < 1 or temperature <= 0:
             raise ValueError("dynamic_conv: num_kernels must be ≥ 1 and temperature > 0")
         dy = {"num_kernels": num_kernels, "temperature": temperature}
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        cin = make_divisible(32 * width)
-        layers: list[nn.Module] = [Stem(in_chans, cin, 3, 2, act=nn.ReLU6)]
-        j = 0
-        for (t, c, _, s), n in zip(MBV2_STAGES, depths, strict=True):
-            cout = make_divisible(c * width)
-            for i in range(n):
-                layers.append(DyInvertedResidual(cin, cout, s if i == 0 else 1, t, dpr[j], **dy))
-                cin, j = cout, j + 1
-        layers.append(DyConvBNAct(cin, head_width, 1, **dy))
-        self.features = nn.Sequential(*layers)
+        stem = make_divisible(32 * width)
+        blocks, cin = build_stages(
+            [make_divisible(s[1] * width) for s in MBV2_STAGES], depths,
+            lambda b: DyInvertedResidual(b.cin, b.cout, b.stride, MBV2_STAGES[b.stage][0],
+                                         b.drop_path, **dy),
+            strides=[s[3] for s in MBV2_STAGES], cin=stem, drop_path_rate=drop_path_rate,
+        )
+        self.features = nn.Sequential(AdaptiveStrideConv(in_chans, stem, act=nn.ReLU6), *blocks,
+                                      DyConvBNAct(cin, head_width, 1, **dy))
         self._init_head(head_width, num_classes, drop_rate)
         self.apply(init_weights)
 
@@ -180,15 +177,3 @@ class DynamicConvNet(ClassifierModel):
         for m in self.modules():
             if isinstance(m, Routing):
                 m.temperature = temperature
-
-
-@register("dynamic_conv", family="dynamic_conv", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def dynamic_conv(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
-                 **kw) -> DynamicConvNet:
-    """Default: DY-MobileNetV2 ×0.5 with K = 4 kernels per conv, head width 1280.
-
-    Options: ``width`` (multiplier), ``depths`` (7 block counts), ``head_width``,
-    ``num_kernels``, ``temperature``, ``drop_path_rate``.
-    """
-    return DynamicConvNet(num_classes, in_chans, drop_rate=drop_rate, **kw)

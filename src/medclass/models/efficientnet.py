@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 
-import torch
-from timm.layers import make_divisible
+from timm.layers import ConvNormAct, make_divisible
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, MBConv, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import MBConv, init_weights
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
 # B0 stages: (expand ratio, kernel, stride, out channels, repeats)
 B0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -43,6 +43,11 @@ def mbconv(cin: int, cout: int, stride: int, expand: float, kernel: int,
     return block
 
 
+@register_model(
+    "efficientnet",
+    "EfficientNet-B0 (``width_mult=1.0, depth_mult=1.0``, ~4 M params with a small head).",
+    family="cnn", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class EfficientNet(ClassifierModel):
     """Stem conv → seven MBConv stages → 1×1 head conv → pooled linear classifier."""
 
@@ -67,28 +72,18 @@ class EfficientNet(ClassifierModel):
         def ch(c: int) -> int:
             return make_divisible(c * width_mult, 8)
 
-        repeats = [math.ceil(r * depth_mult) for *_, r in B0_STAGES]
-        dpr = torch.linspace(0, drop_path_rate, sum(repeats)).tolist()
-        cin = ch(32)
-        layers: list[nn.Module] = [ConvNormAct(in_chans, cin, 3, stem_stride, act=nn.SiLU)]
-        k = 0
-        for (expand, kernel, stride, cout, _), n in zip(B0_STAGES, repeats, strict=True):
-            stage: list[nn.Module] = []
-            for j in range(n):
-                stage.append(mbconv(cin, ch(cout), stride if j == 0 else 1, expand, kernel,
-                                    dpr[k]))
-                cin, k = ch(cout), k + 1
-            layers.append(nn.Sequential(*stage))
+        stages, cin = build_stages(
+            [ch(s[3]) for s in B0_STAGES],
+            [math.ceil(s[4] * depth_mult) for s in B0_STAGES],
+            lambda b: mbconv(b.cin, b.cout, b.stride, B0_STAGES[b.stage][0],
+                             B0_STAGES[b.stage][1], b.drop_path),
+            strides=[s[2] for s in B0_STAGES], cin=ch(32), drop_path_rate=drop_path_rate,
+            nested=True,
+        )
         num_features = head_chs or ch(1280)
-        layers.append(ConvNormAct(cin, num_features, 1, act=nn.SiLU))
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(
+            ConvNormAct(in_chans, ch(32), 3, stem_stride, act_layer=nn.SiLU), *stages,
+            ConvNormAct(cin, num_features, 1, act_layer=nn.SiLU),
+        )
         self._init_head(num_features, num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("efficientnet", family="cnn", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def efficientnet(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
-                 **kw) -> EfficientNet:
-    """EfficientNet-B0 (``width_mult=1.0, depth_mult=1.0``, ~4 M params with a small head)."""
-    return EfficientNet(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -13,12 +13,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.layers import make_divisible
+from timm.layers import ConvNormAct, SqueezeExcite, make_divisible
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, SqueezeExcite, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import drop_path_rates
 
 # GhostNet 1.0× stages; each block: (kernel, expanded channels, out channels, SE ratio, stride)
 STAGES: tuple[tuple[tuple[int, int, int, float, int], ...], ...] = (
@@ -40,13 +41,9 @@ class DFCAttention(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int = 5) -> None:
         super().__init__()
-        self.proj = ConvNormAct(cin, cout, 1, act=None)
-        self.horizontal = nn.Sequential(
-            nn.Conv2d(cout, cout, (1, kernel), padding=(0, kernel // 2), groups=cout, bias=False),
-            nn.BatchNorm2d(cout))
-        self.vertical = nn.Sequential(
-            nn.Conv2d(cout, cout, (kernel, 1), padding=(kernel // 2, 0), groups=cout, bias=False),
-            nn.BatchNorm2d(cout))
+        self.proj = ConvNormAct(cin, cout, 1, apply_act=False)
+        self.horizontal = ConvNormAct(cout, cout, (1, kernel), groups=cout, apply_act=False)
+        self.vertical = ConvNormAct(cout, cout, (kernel, 1), groups=cout, apply_act=False)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Gate in (0, 1) for a feature map of spatial ``size``."""
@@ -63,8 +60,8 @@ class GhostModule(nn.Module):
         self.cout = cout
         init = math.ceil(cout / 2)
         act = nn.ReLU if relu else None
-        self.primary = ConvNormAct(cin, init, 1, act=act)
-        self.cheap = ConvNormAct(init, init, 3, groups=init, act=act)
+        self.primary = ConvNormAct(cin, init, 1, act_layer=act)
+        self.cheap = ConvNormAct(init, init, 3, groups=init, act_layer=act)
         self.attn = DFCAttention(cin, cout) if dfc else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,23 +79,30 @@ class GhostBottleneck(nn.Module):
                  dfc: bool = True, drop_path: float = 0.0) -> None:
         super().__init__()
         self.ghost1 = GhostModule(cin, mid, relu=True, dfc=dfc)
-        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, act=None) if stride > 1 \
+        self.dw = ConvNormAct(mid, mid, kernel, stride, groups=mid, apply_act=False) if stride > 1 \
             else nn.Identity()
-        self.se = SqueezeExcite(mid, rd_channels=make_divisible(mid * se_ratio, 4)) \
-            if se_ratio > 0 else nn.Identity()
+        self.se = SqueezeExcite(mid, rd_channels=make_divisible(mid * se_ratio, 4),
+                                act_layer=nn.SiLU) if se_ratio > 0 else nn.Identity()
         self.ghost2 = GhostModule(mid, cout, relu=False)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
         if stride == 1 and cin == cout:
             self.short: nn.Module = nn.Identity()
         else:
-            self.short = nn.Sequential(ConvNormAct(cin, cin, kernel, stride, groups=cin, act=None),
-                                       ConvNormAct(cin, cout, 1, act=None))
+            self.short = nn.Sequential(
+                ConvNormAct(cin, cin, kernel, stride, groups=cin, apply_act=False),
+                ConvNormAct(cin, cout, 1, apply_act=False),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.ghost2(self.se(self.dw(self.ghost1(x))))
         return self.short(x) + self.drop_path(y)
 
 
+@register_model(
+    "ghostnet",
+    "GhostNetV2 1.0× (~6 M params); ``width`` scales channels, ``head_chs`` the conv head.",
+    family="cnn", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class GhostNetV2(ClassifierModel):
     """Stem → ghost bottlenecks → 1×1 conv; pooled features go through a 1×1 "conv head"."""
 
@@ -123,7 +127,7 @@ class GhostNetV2(ClassifierModel):
             return make_divisible(c * width, 4)
 
         blocks = [b for stage in STAGES for b in stage]
-        dpr = torch.linspace(0, drop_path_rate, len(blocks)).tolist()
+        dpr = drop_path_rates(len(blocks), drop_path_rate)
         cin = ch(16)
         layers: list[nn.Module] = [ConvNormAct(in_chans, cin, 3, stem_stride)]
         k = 0
@@ -145,10 +149,3 @@ class GhostNetV2(ClassifierModel):
         """Global average pool → 1×1 conv head (as Linear) + ReLU → dropout → classifier."""
         x = self.head_drop(self.conv_head(x.mean(dim=(2, 3))))
         return x if pre_logits else self.fc(x)
-
-
-@register("ghostnet", family="cnn", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def ghostnet(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> GhostNetV2:
-    """GhostNetV2 1.0× (~6 M params); ``width`` scales channels, ``head_chs`` the conv head."""
-    return GhostNetV2(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -27,28 +27,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
+from timm.layers import ConvNormAct
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, init_weights
-from medclass.models.registry import register
-
-SMALL_INPUT = 64  # inputs with a shorter side below this skip the stem's first stride
+from medclass.models.layers import AdaptiveStrideConv, init_weights, make_drop_path
+from medclass.models.registry import register_model
 
 
-def conv(cin: int, cout: int, kernel: int | tuple[int, int] = 1, stride: int = 1) -> nn.Module:
+def conv(cin: int, cout: int, kernel: int | tuple[int, int] = 1, stride: int = 1) -> ConvNormAct:
     """Conv-BN-ReLU with 'same' padding; ``kernel`` may be a (kh, kw) pair (1×7, 7×1 ...)."""
-    if isinstance(kernel, int):
-        return ConvNormAct(cin, cout, kernel, stride)
-    pad = (kernel[0] // 2, kernel[1] // 2)
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, pad, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return ConvNormAct(cin, cout, kernel, stride)
 
 
 def avg_branch(cin: int, cout: int) -> nn.Sequential:
     """3×3 average pool (stride 1) then a 1×1 conv: the pooled Inception branch."""
     return nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=False), conv(cin, cout))
+
+
+def tower(cin: int, *steps: tuple) -> nn.Sequential:
+    """Chained ``conv``s; each step is ``(cout, kernel)`` or ``(cout, kernel, stride)``."""
+    layers = []
+    for cout, *spec in steps:
+        layers.append(conv(cin, cout, *spec))
+        cin = cout
+    return nn.Sequential(*layers)
 
 
 class Branches(nn.Module):
@@ -67,23 +70,17 @@ class Stem(nn.Module):
 
     def __init__(self, in_chans: int, u: int) -> None:
         super().__init__()
-        self.conv1 = ConvNormAct(in_chans, u, 3, 2)
-        self.convs = nn.Sequential(conv(u, u, 3), conv(u, 2 * u, 3))
+        self.conv1 = AdaptiveStrideConv(in_chans, u)
+        self.convs = tower(u, (u, 3), (2 * u, 3))
         self.mixed3 = Branches(nn.MaxPool2d(3, 2, 1), conv(2 * u, 3 * u, 3, 2))  # → 5u
         self.mixed4 = Branches(  # → 6u
-            nn.Sequential(conv(5 * u, 2 * u), conv(2 * u, 3 * u, 3)),
-            nn.Sequential(conv(5 * u, 2 * u), conv(2 * u, 2 * u, (1, 7)),
-                          conv(2 * u, 2 * u, (7, 1)), conv(2 * u, 3 * u, 3)),
+            tower(5 * u, (2 * u, 1), (3 * u, 3)),
+            tower(5 * u, (2 * u, 1), (2 * u, (1, 7)), (2 * u, (7, 1)), (3 * u, 3)),
         )
         self.mixed5 = Branches(conv(6 * u, 6 * u, 3, 2), nn.MaxPool2d(3, 2, 1))  # → 12u
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[-2:]) < SMALL_INPUT:  # same weights, stride 1
-            c = self.conv1[0]
-            x = self.conv1[2](self.conv1[1](F.conv2d(x, c.weight, None, 1, c.padding)))
-        else:
-            x = self.conv1(x)
-        return self.mixed5(self.mixed4(self.mixed3(self.convs(x))))
+        return self.mixed5(self.mixed4(self.mixed3(self.convs(self.conv1(x)))))
 
 
 class InceptionBlock(nn.Module):
@@ -92,67 +89,61 @@ class InceptionBlock(nn.Module):
     def __init__(self, branches: Branches, cat_ch: int, ch: int, drop_path: float) -> None:
         super().__init__()
         self.branches = branches
-        self.merge = ConvNormAct(cat_ch, ch, 1, act=None)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.merge = ConvNormAct(cat_ch, ch, 1, apply_act=False)
+        self.drop_path = make_drop_path(drop_path)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(x + self.drop_path(self.merge(self.branches(x))))
 
 
+def inception_block(c: int, pool: int, one: int, *towers: nn.Module,
+                    drop_path: float) -> InceptionBlock:
+    """Residual block on ``c`` channels: avg-pool-1×1 and 1×1 branches, then ``towers``."""
+    return InceptionBlock(Branches(avg_branch(c, pool), conv(c, one), *towers), c, c, drop_path)
+
+
+def split(cin: int, cout: int) -> Branches:
+    """Parallel 1×3 and 3×1 convs, concatenated (2·cout channels)."""
+    return Branches(conv(cin, cout, (1, 3)), conv(cin, cout, (3, 1)))
+
+
 def inception_a(u: int, drop_path: float) -> InceptionBlock:
     """35×35-grid block of the paper (12u channels): 1×1, 3×3 and double-3×3 branches."""
     c = 12 * u
-    return InceptionBlock(Branches(
-        avg_branch(c, 3 * u),
-        conv(c, 3 * u),
-        nn.Sequential(conv(c, 2 * u), conv(2 * u, 3 * u, 3)),
-        nn.Sequential(conv(c, 2 * u), conv(2 * u, 3 * u, 3), conv(3 * u, 3 * u, 3)),
-    ), 12 * u, c, drop_path)
+    return inception_block(c, 3 * u, 3 * u, tower(c, (2 * u, 1), (3 * u, 3)),
+                           tower(c, (2 * u, 1), (3 * u, 3), (3 * u, 3)), drop_path=drop_path)
 
 
 def inception_b(u: int, drop_path: float) -> InceptionBlock:
     """17×17-grid block (32u channels): factorised 7×7 branches (1×7 and 7×1 convs)."""
     c = 32 * u
-    return InceptionBlock(Branches(
-        avg_branch(c, 4 * u),
-        conv(c, 12 * u),
-        nn.Sequential(conv(c, 6 * u), conv(6 * u, 7 * u, (1, 7)), conv(7 * u, 8 * u, (7, 1))),
-        nn.Sequential(conv(c, 6 * u), conv(6 * u, 6 * u, (7, 1)), conv(6 * u, 7 * u, (1, 7)),
-                      conv(7 * u, 7 * u, (7, 1)), conv(7 * u, 8 * u, (1, 7))),
-    ), 32 * u, c, drop_path)
+    seven = ((6 * u, (7, 1)), (7 * u, (1, 7)), (7 * u, (7, 1)), (8 * u, (1, 7)))
+    return inception_block(c, 4 * u, 12 * u,
+                           tower(c, (6 * u, 1), (7 * u, (1, 7)), (8 * u, (7, 1))),
+                           tower(c, (6 * u, 1), *seven), drop_path=drop_path)
 
 
 def inception_c(u: int, drop_path: float) -> InceptionBlock:
     """8×8-grid block (48u channels): branches that split into parallel 1×3 and 3×1 convs."""
     c = 48 * u
-    return InceptionBlock(Branches(
-        avg_branch(c, 8 * u),
-        conv(c, 8 * u),
-        nn.Sequential(conv(c, 12 * u), Branches(conv(12 * u, 8 * u, (1, 3)),
-                                                conv(12 * u, 8 * u, (3, 1)))),
-        nn.Sequential(conv(c, 12 * u), conv(12 * u, 14 * u, (3, 1)),
-                      conv(14 * u, 16 * u, (1, 3)),
-                      Branches(conv(16 * u, 8 * u, (1, 3)), conv(16 * u, 8 * u, (3, 1)))),
-    ), 48 * u, c, drop_path)
+    deep = tower(c, (12 * u, 1), (14 * u, (3, 1)), (16 * u, (1, 3)))
+    return inception_block(c, 8 * u, 8 * u, nn.Sequential(conv(c, 12 * u), split(12 * u, 8 * u)),
+                           nn.Sequential(*deep, split(16 * u, 8 * u)), drop_path=drop_path)
 
 
 def reduction_a(u: int) -> Branches:
     """Stride-2 grid reduction 12u → 32u channels (pool | 3×3 | 1×1-3×3-3×3)."""
     c = 12 * u
     return Branches(nn.MaxPool2d(3, 2, 1), conv(c, 12 * u, 3, 2),
-                    nn.Sequential(conv(c, 6 * u), conv(6 * u, 7 * u, 3), conv(7 * u, 8 * u, 3, 2)))
+                    tower(c, (6 * u, 1), (7 * u, 3), (8 * u, 3, 2)))
 
 
 def reduction_b(u: int) -> Branches:
     """Stride-2 grid reduction 32u → 48u channels (pool | 1×1-3×3 | 1×1-1×7-7×1-3×3)."""
     c = 32 * u
-    return Branches(
-        nn.MaxPool2d(3, 2, 1),
-        nn.Sequential(conv(c, 6 * u), conv(6 * u, 6 * u, 3, 2)),
-        nn.Sequential(conv(c, 8 * u), conv(8 * u, 8 * u, (1, 7)), conv(8 * u, 10 * u, (7, 1)),
-                      conv(10 * u, 10 * u, 3, 2)),
-    )
+    return Branches(nn.MaxPool2d(3, 2, 1), tower(c, (6 * u, 1), (6 * u, 3, 2)),
+                    tower(c, (8 * u, 1), (8 * u, (1, 7)), (10 * u, (7, 1)), (10 * u, 3, 2)))
 
 
 class AuxHead(nn.Module):
@@ -170,6 +161,15 @@ class AuxHead(nn.Module):
         return self.fc(self.drop(self.conv(self.pool(x)).flatten(1)))
 
 
+@register_model(
+    "inception",
+    """Default: width 8 (¼ of Inception-v4: 96/256/384 channels), paper depths (4, 7, 3), aux.
+
+    Options: ``width`` (channel unit), ``depths`` (A, B, C block counts), ``aux_head``,
+    ``drop_path_rate``.
+    """,
+    family="inception", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class Inception(ClassifierModel):
     """Stem → A×d0 → reduction A → B×d1 (→ aux head) → reduction B → C×d2 → pooled head."""
 
@@ -218,16 +218,5 @@ class Inception(ClassifierModel):
         """Replace the main and the auxiliary classifiers."""
         super().reset_classifier(num_classes)
         if self.aux is not None:
-            self.aux = (AuxHead(self.aux.conv[0].in_channels, num_classes, self.aux_drop_rate)
+            self.aux = (AuxHead(self.aux.conv.conv.in_channels, num_classes, self.aux_drop_rate)
                         if num_classes else None)
-
-
-@register("inception", family="inception", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def inception(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> Inception:
-    """Default: width 8 (¼ of Inception-v4: 96/256/384 channels), paper depths (4, 7, 3), aux.
-
-    Options: ``width`` (channel unit), ``depths`` (A, B, C block counts), ``aux_head``,
-    ``drop_path_rate``.
-    """
-    return Inception(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -12,15 +12,16 @@ Dropout-Linear-ReLU fusion layer (``pre_logits``) and the linear classifier.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import ConvNormAct
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages, widths
 
 
 class InceptionModule(nn.Module):
@@ -35,14 +36,14 @@ class InceptionModule(nn.Module):
         c1, c3, c5 = cout // 4, cout // 2, cout // 8
         cp = cout - c1 - c3 - c5
         r3, r5 = max(8, cout * 3 // 8), max(8, cout // 16)
-        self.b1 = ConvNormAct(cin, c1, 1, act=None)
-        self.b3 = nn.Sequential(ConvNormAct(cin, r3, 1), ConvNormAct(r3, c3, 3, act=None))
+        self.b1 = ConvNormAct(cin, c1, 1, apply_act=False)
+        self.b3 = nn.Sequential(ConvNormAct(cin, r3, 1), ConvNormAct(r3, c3, 3, apply_act=False))
         self.b5 = nn.Sequential(
-            ConvNormAct(cin, r5, 1), ConvNormAct(r5, c5, 3), ConvNormAct(c5, c5, 3, act=None)
+            ConvNormAct(cin, r5, 1), ConvNormAct(r5, c5, 3), ConvNormAct(c5, c5, 3, apply_act=False)
         )
-        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), ConvNormAct(cin, cp, 1, act=None))
-        self.short = nn.Identity() if cin == cout else ConvNormAct(cin, cout, 1, act=None)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.bp = nn.Sequential(nn.MaxPool2d(3, 1, 1), ConvNormAct(cin, cp, 1, apply_act=False))
+        self.short = nn.Identity() if cin == cout else ConvNormAct(cin, cout, 1, apply_act=False)
+        self.drop_path = make_drop_path(drop_path)
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,6 +51,11 @@ class InceptionModule(nn.Module):
         return self.act(self.short(x) + self.drop_path(y))
 
 
+@register_model(
+    "inception_fsd",
+    "Stem 32, Inception stages 64-128-256 (1-2-1 modules), 4x4 pyramid, 512-d fusion.",
+    family="inception_fsd", min_size=16, default_size=32, lr_mult=1.0, scheduler="onecycle",
+)
 class InceptionFSD(ClassifierModel):
     """Stem + three pooled Inception stages whose outputs form a fused 3-level pyramid."""
 
@@ -67,11 +73,7 @@ class InceptionFSD(ClassifierModel):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if dims is not None and width is not None:
-            raise TypeError("give either width or dims, not both")
-        if dims is None:
-            w = 32 if width is None else width
-            dims = (2 * w, 4 * w, 8 * w)
+        dims = widths(dims, width, 32, (2, 4, 8))
         stem_ch = width if width is not None else max(8, dims[0] // 2)
         if len(dims) != 3 or len(depths) != 3 or min(depths) < 1:
             raise ValueError(f"dims {dims} and depths {depths} need 3 entries (local/mid/global)")
@@ -81,15 +83,11 @@ class InceptionFSD(ClassifierModel):
         self.stem = nn.Sequential(
             ConvNormAct(in_chans, stem_ch, 3), ConvNormAct(stem_ch, stem_ch, 3)
         )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        stages: list[nn.Module] = []
-        cin, idx = stem_ch, 0
-        for dim, depth in zip(dims, depths, strict=True):
-            blocks: list[nn.Module] = [nn.MaxPool2d(3, 2, 1)]
-            for _ in range(depth):
-                blocks.append(InceptionModule(cin, dim, rates[idx]))
-                cin, idx = dim, idx + 1
-            stages.append(nn.Sequential(*blocks))
+        stages, _ = build_stages(
+            dims, depths, lambda b: InceptionModule(b.cin, b.cout, b.drop_path),
+            strides=(1, 1, 1), transition=lambda i, cin, cout: (nn.MaxPool2d(3, 2, 1), cin),
+            cin=stem_ch, drop_path_rate=drop_path_rate, nested=True,
+        )
         self.stages = nn.ModuleList(stages)
         fd = fuse_dim or dims[-1] // 2
         self.fuse = ConvNormAct(sum(dims), fd, 1)
@@ -117,12 +115,3 @@ class InceptionFSD(ClassifierModel):
         """Flatten the pyramid grid, fusion Dropout-Linear-ReLU, dropout, then the classifier."""
         x = self.head_drop(self.fusion_mlp(x))
         return x if pre_logits else self.fc(x)
-
-
-@register("inception_fsd", family="inception_fsd", min_size=16, default_size=32, lr_mult=1.0,
-          scheduler="onecycle")
-def inception_fsd(
-    num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw: Any
-) -> InceptionFSD:
-    """Stem 32, Inception stages 64-128-256 (1-2-1 modules), 4x4 pyramid, 512-d fusion."""
-    return InceptionFSD(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -17,15 +17,16 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from timm.layers import ConvNormAct, LayerNorm2d
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.coatnet import AdaptiveDownConv, EvenPad
-from medclass.models.layers import ConvNormAct, DropPath, LayerNorm2d, MBConv, Mlp, init_weights
-from medclass.models.registry import register
+from medclass.models.coatnet import EvenPad
+from medclass.models.layers import AdaptiveStrideConv, MBConv, init_weights
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 from medclass.models.swin import (
-    RelPosBias,
-    WindowAttention,
+    WindowBlock,
     fit_window,
     grid_partition,
     grid_reverse,
@@ -35,36 +36,29 @@ from medclass.models.swin import (
 )
 
 
-class PartitionBlock(nn.Module):
+class PartitionBlock(WindowBlock):
     """Pre-norm block attention (``grid=False``) or grid attention + MLP on NHWC maps."""
 
     def __init__(self, dim: int, heads: int, size: int, grid: bool, mlp_ratio: float = 4.0,
                  drop_path: float = 0.0) -> None:
-        super().__init__()
-        self.size, self.grid = size, grid
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, heads)
-        self.rel = RelPosBias(heads, size)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        super().__init__(dim, heads, size, mlp_ratio, drop_path)
+        self.grid = grid
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h, w, _ = x.shape
-        ph, pw = fit_window(h, self.size), fit_window(w, self.size)
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
+        """Block or grid attention, padding the map to whole partitions (padded keys masked)."""
+        _, h, w, _ = y.shape
+        ph, pw = fit_window(h, self.window), fit_window(w, self.window)
         hp, wp = -(-h // ph) * ph, -(-w // pw) * pw
         part, rev = (grid_partition, grid_reverse) if self.grid else (window_partition,
                                                                         window_reverse)
-        y = F.pad(self.norm1(x), (0, 0, 0, wp - w, 0, hp - h))
+        y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
         bias = self.rel(ph, pw)
         if hp != h or wp != w:
-            labels = torch.zeros(hp, wp, dtype=torch.long, device=x.device)
+            labels = torch.zeros(hp, wp, dtype=torch.long, device=y.device)
             labels[h:] = -1
             labels[:, w:] = -1
             bias = bias + label_mask(part(labels[None, :, :, None], ph, pw)[0, ..., 0])
-        y = rev(self.attn(part(y, ph, pw), bias), ph, pw, hp, wp)
-        x = x + self.drop_path(y[:, :h, :w])
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return rev(self.attn(part(y, ph, pw), bias), ph, pw, hp, wp)[:, :h, :w]
 
 
 class MaxViTBlock(nn.Module):
@@ -83,6 +77,11 @@ class MaxViTBlock(nn.Module):
         return self.grid_attn(self.block_attn(x)).permute(0, 3, 1, 2)
 
 
+@register_model(
+    "maxvit",
+    'MaxViT-"nano": stem 32, dims 32-64-128-256, depths 2-2-5-2, window/grid 7 (~8 M).',
+    family="maxvit", min_size=16, default_size=224, lr_mult=0.5, scheduler="cosine",
+)
 class MaxViT(ClassifierModel):
     """Conv stem → MaxViT stages → LayerNorm → pooled linear head."""
 
@@ -101,28 +100,15 @@ class MaxViT(ClassifierModel):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if len(dims) != len(depths) or not dims:
-            raise TypeError("dims and depths must be non-empty and of equal length")
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        layers: list[nn.Module] = [
-            AdaptiveDownConv(in_chans, stem_dim, small_input_side),
-            ConvNormAct(stem_dim, stem_dim, 3, act=nn.GELU),
-        ]
-        cin, k = stem_dim, 0
-        for dim, depth in zip(dims, depths, strict=True):
-            heads = max(1, dim // head_dim)
-            for j in range(depth):
-                layers.append(MaxViTBlock(cin, dim, 2 if j == 0 else 1, heads, window,
-                                          mlp_ratio, dpr[k]))
-                cin, k = dim, k + 1
-        layers.append(LayerNorm2d(cin))
-        self.features = nn.Sequential(*layers)
-        self._init_head(cin, num_classes, drop_rate)
+        blocks, cout = build_stages(
+            dims, depths,
+            lambda b: MaxViTBlock(b.cin, b.cout, b.stride, max(1, b.cout // head_dim), window,
+                                  mlp_ratio, b.drop_path),
+            strides=(2,) * len(dims), cin=stem_dim, drop_path_rate=drop_path_rate,
+        )
+        self.features = nn.Sequential(
+            AdaptiveStrideConv(in_chans, stem_dim, small_input_side, act=nn.GELU),
+            ConvNormAct(stem_dim, stem_dim, 3, act_layer=nn.GELU), *blocks, LayerNorm2d(cout),
+        )
+        self._init_head(cout, num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("maxvit", family="maxvit", min_size=16, default_size=224, lr_mult=0.5,
-          scheduler="cosine")
-def maxvit(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> MaxViT:
-    """MaxViT-"nano": stem 32, dims 32-64-128-256, depths 2-2-5-2, window/grid 7 (~8 M)."""
-    return MaxViT(num_classes, in_chans, drop_rate=drop_rate, **kw)

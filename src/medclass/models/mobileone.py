@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import DropPath, init_weights
-from medclass.models.registry import register
-
-SMALL_INPUT = 64  # inputs with a shorter side below this run the stem with stride 1
+from medclass.models.layers import SMALL_INPUT, init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
 
 def _conv(conv: nn.Conv2d, x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -73,8 +72,7 @@ class MobileOneBlock(nn.Module):
             ConvBN(cin, cout, kernel, stride, groups) for _ in range(num_branches))
         self.scale = ConvBN(cin, cout, 1, stride, groups) if kernel > 1 else None
         self.identity = nn.BatchNorm2d(cout) if stride == 1 and cin == cout else None
-        self.drop_path = (DropPath(drop_path) if drop_path > 0 and self.identity is not None
-                          else nn.Identity())
+        self.drop_path = make_drop_path(drop_path if self.identity is not None else 0.0)
         self.reparam: nn.Conv2d | None = None
         self.act = nn.ReLU(inplace=True)
 
@@ -130,6 +128,14 @@ def mobileone_unit(cin: int, cout: int, stride: int, k: int, drop_path: float) -
     )
 
 
+@register_model(
+    "mobileone",
+    """Default: MobileOne-S0 (widths 48-48-128-256-1024, depths 2-8-10-1, 4 branches).
+
+    Options: ``widths`` (stem + one per stage), ``depths``, ``num_branches``, ``drop_path_rate``.
+    """,
+    family="mobileone", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class MobileOne(ClassifierModel):
     """Stem block (stride 2) → four stages of MobileOne units (stride 2 each) → pooled head."""
 
@@ -147,18 +153,14 @@ class MobileOne(ClassifierModel):
         if len(widths) != len(depths) + 1 or min(depths) < 1 or num_branches < 1:
             raise ValueError("mobileone: widths needs the stem width plus one per stage in "
                              "depths; depths and num_branches must be ≥ 1")
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        layers: list[nn.Module] = [
-            MobileOneBlock(in_chans, widths[0], 3, 2, adaptive_stride=True)]
-        cin, j = widths[0], 0
-        for w, d in zip(widths[1:], depths, strict=True):
-            units = []
-            for i in range(d):
-                units.append(mobileone_unit(cin, w, 2 if i == 0 else 1, num_branches, dpr[j]))
-                cin, j = w, j + 1
-            layers.append(nn.Sequential(*units))
-        self.features = nn.Sequential(*layers)
-        self._init_head(cin, num_classes, drop_rate)
+        stages, cout = build_stages(
+            widths[1:], depths,
+            lambda b: mobileone_unit(b.cin, b.cout, b.stride, num_branches, b.drop_path),
+            strides=(2,) * len(depths), cin=widths[0], drop_path_rate=drop_path_rate, nested=True,
+        )
+        self.features = nn.Sequential(
+            MobileOneBlock(in_chans, widths[0], 3, 2, adaptive_stride=True), *stages)
+        self._init_head(cout, num_classes, drop_rate)
         self.apply(init_weights)
 
     def reparameterize(self) -> MobileOne:
@@ -180,14 +182,3 @@ def reparameterize_model(model: nn.Module) -> nn.Module:
         if isinstance(m, MobileOneBlock):
             m.reparameterize()
     return fused
-
-
-@register("mobileone", family="mobileone", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def mobileone(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
-              **kw) -> MobileOne:
-    """Default: MobileOne-S0 (widths 48-48-128-256-1024, depths 2-8-10-1, 4 branches).
-
-    Options: ``widths`` (stem + one per stage), ``depths``, ``num_branches``, ``drop_path_rate``.
-    """
-    return MobileOne(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -33,24 +33,41 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(
-    name: str,
-    *,
-    family: str,
-    min_size: int = 8,
-    default_size: int = 224,
-    lr_mult: float = 1.0,
-    scheduler: str = "cosine",
-    size_multiple: int = 1,
+    name: str, *, family: str, **spec: Any
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder ``fn(num_classes, in_chans, drop_rate, **kwargs) -> nn.Module``."""
+    """Register a builder ``fn(num_classes, in_chans, drop_rate, **kwargs) -> nn.Module``.
+
+    ``spec`` sets the other ``ModelSpec`` defaults (``min_size``, ``default_size``, ``lr_mult``,
+    ``scheduler``, ``size_multiple``).
+    """
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(
-            name, fn, family, min_size, default_size, False, lr_mult, scheduler, size_multiple
-        )
+        _REGISTRY[name] = ModelSpec(name, fn, family, **spec)
         return fn
+
+    return deco
+
+
+def register_model(
+    name: str, doc: str, *, family: str, defaults: dict[str, Any] | None = None, **spec: Any
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: register ``cls(num_classes, in_chans, drop_rate=…, **options)`` as ``name``.
+
+    ``doc`` describes the registered configuration; ``defaults`` are constructor options that
+    ``model_kwargs`` may override; ``spec`` as for ``register``. Stack it to register variants.
+    """
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        def build(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0,
+                  **kw: Any) -> nn.Module:
+            return cls(num_classes, in_chans, drop_rate=drop_rate, **{**(defaults or {}), **kw})
+
+        build.__name__ = build.__qualname__ = name
+        build.__doc__ = doc
+        register(name, family=family, **spec)(build)
+        return cls
 
     return deco
 

@@ -6,7 +6,7 @@ Blocks are X blocks (1×1 → grouped 3×3 with fixed group width → 1×1, bott
 residual); ``se_ratio > 0`` adds squeeze-excitation (RegNetY), ``se_ratio=0`` gives RegNetX.
 
 Size rule: any side ≥ 16 px. Inputs whose shorter side is < 64 px skip the stem's stride (total
-stride 16 instead of 32), so 28-px images end in a 2×2 map.
+stride 16 instead of 32, ``layers.AdaptiveStrideConv``), so 28-px images end in a 2×2 map.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from timm.layers import ConvNormAct, SqueezeExcite
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, SqueezeExcite, init_weights
-from medclass.models.registry import register
-
-SMALL_INPUT = 64  # inputs with a shorter side below this skip the stem's stride
+from medclass.models.layers import AdaptiveStrideConv, init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
 
 def regnet_stages(
@@ -64,14 +63,14 @@ class RegNetBlock(nn.Module):
         wb = int(round(cout * bottleneck_ratio))
         self.conv1 = ConvNormAct(cin, wb, 1)
         self.conv2 = ConvNormAct(wb, wb, 3, stride, groups=wb // group_width)
-        self.se = (SqueezeExcite(wb, rd_channels=max(1, int(round(cin * se_ratio))))
-                   if se_ratio > 0 else nn.Identity())
-        self.conv3 = ConvNormAct(wb, cout, 1, act=None)
+        self.se = (SqueezeExcite(wb, rd_channels=max(1, int(round(cin * se_ratio))),
+                                 act_layer=nn.SiLU) if se_ratio > 0 else nn.Identity())
+        self.conv3 = ConvNormAct(wb, cout, 1, apply_act=False)
         self.short = (
             nn.Identity() if stride == 1 and cin == cout else
             nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
         )
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,16 +78,15 @@ class RegNetBlock(nn.Module):
         return self.act(self.short(x) + self.drop_path(out))
 
 
-class Stem(ConvNormAct):
-    """3×3 stride-2 conv-BN-ReLU; stride 1 (same weights) for inputs shorter than 64 px."""
+@register_model(
+    "regnet",
+    """Default: RegNetY-400MF (depth 16, w0 48, wa 27.89, wm 2.09, group width 8, SE 0.25).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if min(x.shape[-2:]) >= SMALL_INPUT:
-            return super().forward(x)
-        c = self[0]
-        return self[2](self[1](F.conv2d(x, c.weight, None, 1, c.padding)))
-
-
+    Options: ``depth``, ``w0``, ``wa``, ``wm``, ``group_width``, ``bottleneck_ratio``,
+    ``se_ratio`` (0 → RegNetX), ``stem_width``, ``drop_path_rate``.
+    """,
+    family="regnet", min_size=16, default_size=224, lr_mult=1.0, scheduler="onecycle",
+)
 class RegNet(ClassifierModel):
     """Stem → stages of RegNet blocks (widths from ``regnet_stages``) → pooled linear head."""
 
@@ -109,27 +107,13 @@ class RegNet(ClassifierModel):
     ) -> None:
         super().__init__()
         self.stage_specs = regnet_stages(depth, w0, wa, wm, group_width, bottleneck_ratio)
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
-        layers: list[nn.Module] = [Stem(in_chans, stem_width, 3, 2)]
-        cin, k = stem_width, 0
-        for width, d, g in self.stage_specs:
-            blocks = []
-            for i in range(d):
-                blocks.append(RegNetBlock(cin, width, 2 if i == 0 else 1, bottleneck_ratio, g,
-                                          se_ratio, dpr[k]))
-                cin, k = width, k + 1
-            layers.append(nn.Sequential(*blocks))
-        self.features = nn.Sequential(*layers)
+        specs = self.stage_specs
+        stages, cin = build_stages(
+            [s[0] for s in specs], [s[1] for s in specs],
+            lambda b: RegNetBlock(b.cin, b.cout, b.stride, bottleneck_ratio, specs[b.stage][2],
+                                  se_ratio, b.drop_path),
+            strides=[2] * len(specs), cin=stem_width, drop_path_rate=drop_path_rate, nested=True,
+        )
+        self.features = nn.Sequential(AdaptiveStrideConv(in_chans, stem_width), *stages)
         self._init_head(cin, num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("regnet", family="regnet", min_size=16, default_size=224, lr_mult=1.0,
-          scheduler="onecycle")
-def regnet(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> RegNet:
-    """Default: RegNetY-400MF (depth 16, w0 48, wa 27.89, wm 2.09, group width 8, SE 0.25).
-
-    Options: ``depth``, ``w0``, ``wa``, ``wm``, ``group_width``, ``bottleneck_ratio``,
-    ``se_ratio`` (0 → RegNetX), ``stem_width``, ``drop_path_rate``.
-    """
-    return RegNet(num_classes, in_chans, drop_rate=drop_rate, **kw)

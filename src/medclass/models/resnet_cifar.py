@@ -9,12 +9,10 @@ the stem stays 64 wide, as in timm's plain stem.
 
 from __future__ import annotations
 
-from typing import Any
-
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
-from medclass.models.registry import register
+from medclass.models.registry import register_model
 
 _ARCHS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
@@ -23,6 +21,18 @@ _ARCHS: dict[int, tuple[type[nn.Module], tuple[int, ...]]] = {
 }
 
 
+@register_model(
+    "resnet18_cifar",
+    'ResNet-18 (basic blocks 2-2-2-2), CIFAR stem: MedMNIST\'s "ResNet-18 (28)".',
+    defaults={"depth": 18}, family="resnet", min_size=16, default_size=32, lr_mult=1.0,
+    scheduler="onecycle",
+)
+@register_model(
+    "resnet50_cifar",
+    'ResNet-50 (bottlenecks 3-4-6-3), CIFAR stem: MedMNIST\'s "ResNet-50 (28)".',
+    defaults={"depth": 50}, family="resnet", min_size=16, default_size=32, lr_mult=1.0,
+    scheduler="onecycle",
+)
 class CifarResNet(ResNet):
     """timm ResNet with a 3x3 stride-1 stem and no stem max pool."""
 
@@ -52,21 +62,3 @@ class CifarResNet(ResNet):
         self.maxpool = nn.Identity()
         for info in self.feature_info:  # the stem no longer downsamples (x4 less everywhere)
             info["reduction"] = max(1, info["reduction"] // 4)
-
-
-@register("resnet18_cifar", family="resnet", min_size=16, default_size=32, lr_mult=1.0,
-          scheduler="onecycle")
-def resnet18_cifar(
-    num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw: Any
-) -> CifarResNet:
-    """ResNet-18 (basic blocks 2-2-2-2), CIFAR stem: MedMNIST's "ResNet-18 (28)"."""
-    return CifarResNet(num_classes, in_chans, depth=18, drop_rate=drop_rate, **kw)
-
-
-@register("resnet50_cifar", family="resnet", min_size=16, default_size=32, lr_mult=1.0,
-          scheduler="onecycle")
-def resnet50_cifar(
-    num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw: Any
-) -> CifarResNet:
-    """ResNet-50 (bottlenecks 3-4-6-3), CIFAR stem: MedMNIST's "ResNet-50 (28)"."""
-    return CifarResNet(num_classes, in_chans, depth=50, drop_rate=drop_rate, **kw)

@@ -5,17 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from timm.layers import ConvNormAct
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.registry import register
-
-
-def conv_bn_act(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    """3x3 conv, BatchNorm, ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
 
 class BasicBlock(nn.Module):
@@ -23,12 +18,11 @@ class BasicBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.conv1 = conv_bn_act(cin, cout, stride)
-        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.conv1 = ConvNormAct(cin, cout, 3, stride)
+        self.conv2 = ConvNormAct(cout, cout, 3, apply_act=False)
         self.short = (
-            nn.Identity()
-            if stride == 1 and cin == cout
-            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            nn.Identity() if stride == 1 and cin == cout
+            else ConvNormAct(cin, cout, 1, stride, apply_act=False)
         )
         self.act = nn.ReLU(inplace=True)
 
@@ -36,6 +30,16 @@ class BasicBlock(nn.Module):
         return self.act(self.conv2(self.conv1(x)) + self.short(x))
 
 
+@register_model(
+    "simple_cnn",
+    "Default: widths 32-64-128, one block per stage (~0.5 M params).",
+    family="cnn", min_size=8, default_size=32,
+)
+@register_model(
+    "simple_cnn_tiny",
+    "Tiny width for tests and smoke runs.",
+    defaults={"widths": (8, 16), "depths": (1, 1)}, family="cnn", min_size=8, default_size=32,
+)
 class SimpleCNN(ClassifierModel):
     """Stem + residual stages (stride 2 between stages) + pooled linear head."""
 
@@ -48,27 +52,6 @@ class SimpleCNN(ClassifierModel):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if len(widths) != len(depths) or not widths:
-            raise TypeError("widths and depths must be non-empty and of equal length")
-        layers: list[nn.Module] = [conv_bn_act(in_chans, widths[0])]
-        cin = widths[0]
-        for i, (w, d) in enumerate(zip(widths, depths, strict=True)):
-            for j in range(d):
-                layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.features = nn.Sequential(*layers)
-        self._init_head(cin, num_classes, drop_rate)
-
-
-@register("simple_cnn", family="cnn", min_size=8, default_size=32)
-def simple_cnn(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> SimpleCNN:
-    """Default: widths 32-64-128, one block per stage (~0.5 M params)."""
-    return SimpleCNN(num_classes, in_chans, drop_rate=drop_rate, **kw)
-
-
-@register("simple_cnn_tiny", family="cnn", min_size=8, default_size=32)
-def simple_cnn_tiny(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> SimpleCNN:
-    """Tiny width for tests and smoke runs."""
-    kw.setdefault("widths", (8, 16))
-    kw.setdefault("depths", (1, 1))
-    return SimpleCNN(num_classes, in_chans, drop_rate=drop_rate, **kw)
+        blocks, cout = build_stages(widths, depths, lambda b: BasicBlock(b.cin, b.cout, b.stride))
+        self.features = nn.Sequential(ConvNormAct(in_chans, widths[0], 3), *blocks)
+        self._init_head(cout, num_classes, drop_rate)

@@ -8,14 +8,14 @@ by default); each stage after the first halves the resolution with a strided 7x7
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
+from timm.layers import ConvNormAct
 from torch import nn
 
-from medclass.models.base import ClassifierModel
-from medclass.models.layers import ConvNormAct, DropPath, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import SmallImageNet, build_stages
 
 
 class ResBlock7(nn.Module):
@@ -31,62 +31,45 @@ class ResBlock7(nn.Module):
         super().__init__()
         self.branch = nn.Sequential(
             ConvNormAct(cin, cout, kernel, stride),
-            ConvNormAct(cout, cout, kernel, act=None),
+            ConvNormAct(cout, cout, kernel, apply_act=False),
         )
         if stride == 1 and cin == cout:
             self.short: nn.Module = nn.Identity()
         else:
             pool = nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
-            self.short = nn.Sequential(pool, ConvNormAct(cin, cout, 1, act=None))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+            self.short = nn.Sequential(pool, ConvNormAct(cin, cout, 1, apply_act=False))
+        self.drop_path = make_drop_path(drop_path)
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.short(x) + self.drop_path(self.branch(x)))
 
 
-class SmallResNet(ClassifierModel):
-    """3x3 stem, then ``len(dims)`` stages of 7x7 residual blocks (stride 2 after the first)."""
+def res7_layers(in_chans: int, dims: Sequence[int], depths: Sequence[int] | None,
+                kernel_size: int, drop_path_rate: float) -> tuple[list[nn.Module], int]:
+    """3x3 conv-BN-ReLU stem + stages of ``ResBlock7`` (one per stage unless ``depths``)."""
+    blocks, cout = build_stages(
+        dims, (1,) * len(dims) if depths is None else depths,
+        lambda b: ResBlock7(b.cin, b.cout, b.stride, kernel_size, b.drop_path),
+        drop_path_rate=drop_path_rate,
+    )
+    return [ConvNormAct(in_chans, dims[0], 3), *blocks], cout
 
-    def __init__(
-        self,
-        num_classes: int,
-        in_chans: int = 3,
-        dims: Sequence[int] | None = None,
-        depths: Sequence[int] | None = None,
-        width: int | None = None,
-        kernel_size: int = 7,
-        drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if dims is not None and width is not None:
-            raise TypeError("give either width or dims, not both")
-        if dims is None:
-            w = 16 if width is None else width
-            dims = (w, 2 * w, 4 * w, 8 * w)
-        depths = (1,) * len(dims) if depths is None else depths
-        if not dims or len(dims) != len(depths) or min(depths) < 1:
-            raise ValueError(f"dims {dims} and depths {depths} must be non-empty, equal length")
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        layers: list[nn.Module] = [ConvNormAct(in_chans, dims[0], 3)]
-        cin, idx = dims[0], 0
-        for i, (dim, depth) in enumerate(zip(dims, depths, strict=True)):
-            for j in range(depth):
-                stride = 2 if i > 0 and j == 0 else 1
-                layers.append(ResBlock7(cin, dim, stride, kernel_size, rates[idx]))
-                cin, idx = dim, idx + 1
+
+@register_model(
+    "small_resnet",
+    "Widths 16-32-64-128, one 7x7 residual block per stage.",
+    family="resnet", min_size=16, default_size=32, lr_mult=1.0, scheduler="onecycle",
+)
+class SmallResNet(SmallImageNet):
+    """3x3 stem, then ``len(dims)`` stages of 7x7 residual blocks (stride 2 after the first).
+
+    Options: those of ``SmallImageNet`` (``dims``/``width``, ``depths``: one block per stage by
+    default, ``kernel_size``, ``drop_rate``, ``drop_path_rate``).
+    """
+
+    def build(self, in_chans: int, dims: tuple[int, ...], depths: Sequence[int] | None,
+              kernel_size: int, drop_path_rate: float) -> int:
+        layers, cout = res7_layers(in_chans, dims, depths, kernel_size, drop_path_rate)
         self.features = nn.Sequential(*layers)
-        self._init_head(cin, num_classes, drop_rate)
-        self.apply(init_weights)
-
-
-@register("small_resnet", family="resnet", min_size=16, default_size=32, lr_mult=1.0,
-          scheduler="onecycle")
-def small_resnet(
-    num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw: Any
-) -> SmallResNet:
-    """Widths 16-32-64-128, one 7x7 residual block per stage."""
-    return SmallResNet(num_classes, in_chans, drop_rate=drop_rate, **kw)
+        return cout

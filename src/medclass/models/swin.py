@@ -15,12 +15,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import Attention, Mlp, trunc_normal_
 from torch import nn
 
 from medclass.models.base import ClassifierModel
-from medclass.models.layers import Attention, DropPath, Mlp, init_weights
-from medclass.models.registry import register
+from medclass.models.layers import init_weights, make_drop_path
+from medclass.models.registry import register_model
+from medclass.models.stages import build_stages
 
 MASK_VALUE = -100.0  # additive bias that removes a key (finite: fully masked rows stay finite)
 
@@ -104,25 +105,23 @@ class RelPosBias(nn.Module):
 
 
 class WindowAttention(Attention):
-    """``layers.Attention`` applied independently inside windows: x is (B, nW, N, C).
+    """timm's ``Attention`` (qkv bias on) applied independently inside windows: x is (B, nW, N, C).
 
     ``bias`` is (heads, N, N) shared by all windows, or (nW, heads, N, N) per window.
     """
 
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__(dim, heads, qkv_bias=True)
+
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         b, nw, n, c = x.shape
-        qkv = self.qkv(x).view(b * nw, n, 3, self.heads, c // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
         if bias is not None:
             if bias.dim() == 4:  # per window: repeat over the batch, (B*nW, heads, N, N)
                 bias = bias.unsqueeze(0).expand(b, -1, -1, -1, -1).flatten(0, 1)
             else:
                 bias = bias.unsqueeze(0)
-            bias = bias.to(q.dtype)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
-        )
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, nw, n, c)))
+            bias = bias.to(x.dtype)
+        return super().forward(x.reshape(b * nw, n, c), attn_mask=bias).view(b, nw, n, c)
 
 
 def _shift_labels(h: int, w: int, hp: int, wp: int, win: tuple[int, int],
@@ -140,19 +139,36 @@ def _shift_labels(h: int, w: int, hp: int, wp: int, win: tuple[int, int],
     return labels.masked_fill(~valid, -1)
 
 
-class SwinBlock(nn.Module):
-    """(Shifted-)window attention + MLP on NHWC maps, pre-norm residuals."""
+class WindowBlock(nn.Module):
+    """Pre-norm residual ``attend`` (window attention, set by subclasses) + MLP on NHWC maps."""
 
-    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0,
+    def __init__(self, dim: int, heads: int, window: int, mlp_ratio: float = 4.0,
                  drop_path: float = 0.0) -> None:
         super().__init__()
-        self.window, self.shift = window, shift
+        self.window = window
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, heads)
         self.rel = RelPosBias(heads, window)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = make_drop_path(drop_path)
+
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
+        """Attention over the normalised (B, H, W, C) map; same shape out."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attend(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class SwinBlock(WindowBlock):
+    """(Shifted-)window attention + MLP on NHWC maps, pre-norm residuals."""
+
+    def __init__(self, dim: int, heads: int, window: int, shift: bool, mlp_ratio: float = 4.0,
+                 drop_path: float = 0.0) -> None:
+        super().__init__(dim, heads, window, mlp_ratio, drop_path)
+        self.shift = shift
 
     def geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Fitted window (wh, ww) and cyclic shift (sh, sw) for an h×w map."""
@@ -161,22 +177,22 @@ class SwinBlock(nn.Module):
         sw = ww // 2 if self.shift and w > ww else 0
         return (wh, ww), (sh, sw)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h, w, _ = x.shape
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
+        """Shifted-window attention, padding the map to whole windows (padded keys masked)."""
+        _, h, w, _ = y.shape
         (wh, ww), (sh, sw) = self.geometry(h, w)
         hp, wp = -(-h // wh) * wh, -(-w // ww) * ww
-        y = F.pad(self.norm1(x), (0, 0, 0, wp - w, 0, hp - h))
+        y = F.pad(y, (0, 0, 0, wp - w, 0, hp - h))
         if sh or sw:
             y = torch.roll(y, (-sh, -sw), (1, 2))
         bias = self.rel(wh, ww)
         if sh or sw or hp != h or wp != w:
-            labels = _shift_labels(h, w, hp, wp, (wh, ww), (sh, sw), x.device)
+            labels = _shift_labels(h, w, hp, wp, (wh, ww), (sh, sw), y.device)
             bias = bias + label_mask(window_partition(labels[None, :, :, None], wh, ww)[0, ..., 0])
         y = window_reverse(self.attn(window_partition(y, wh, ww), bias), wh, ww, hp, wp)
         if sh or sw:
             y = torch.roll(y, (sh, sw), (1, 2))
-        x = x + self.drop_path(y[:, :h, :w])
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        return y[:, :h, :w]
 
 
 class PatchMerging(nn.Module):
@@ -216,6 +232,11 @@ class ToNCHW(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+@register_model(
+    "swin",
+    'Swin-"nano": dims 48-96-192-384, depths 2-2-6-2, window 7, patch 4 (~7 M params).',
+    family="swin", min_size=16, default_size=224, lr_mult=0.5, scheduler="cosine",
+)
 class Swin(ClassifierModel):
     """Patch embed → stages of (patch merging +) alternating window / shifted-window blocks."""
 
@@ -233,26 +254,14 @@ class Swin(ClassifierModel):
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        if len(dims) != len(depths) or not dims:
-            raise TypeError("dims and depths must be non-empty and of equal length")
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        layers: list[nn.Module] = [PatchEmbed(in_chans, dims[0], patch_size)]
-        k = 0
-        for i, (dim, depth) in enumerate(zip(dims, depths, strict=True)):
-            if i > 0:
-                layers.append(PatchMerging(dims[i - 1], dim))
-            heads = max(1, dim // head_dim)
-            for j in range(depth):
-                layers.append(SwinBlock(dim, heads, window, shift=j % 2 == 1,
-                                        mlp_ratio=mlp_ratio, drop_path=dpr[k]))
-                k += 1
-        layers += [nn.LayerNorm(dims[-1]), ToNCHW()]
-        self.features = nn.Sequential(*layers)
+        blocks, _ = build_stages(
+            dims, depths,
+            lambda b: SwinBlock(b.cout, max(1, b.cout // head_dim), window, b.index % 2 == 1,
+                                mlp_ratio, b.drop_path),
+            strides=(1,) * len(dims), drop_path_rate=drop_path_rate,
+            transition=lambda i, cin, cout: (PatchMerging(cin, cout), cout) if i else None,
+        )
+        self.features = nn.Sequential(PatchEmbed(in_chans, dims[0], patch_size), *blocks,
+                                      nn.LayerNorm(dims[-1]), ToNCHW())
         self._init_head(dims[-1], num_classes, drop_rate)
         self.apply(init_weights)
-
-
-@register("swin", family="swin", min_size=16, default_size=224, lr_mult=0.5, scheduler="cosine")
-def swin(num_classes: int, in_chans: int = 3, drop_rate: float = 0.0, **kw) -> Swin:
-    """Swin-"nano": dims 48-96-192-384, depths 2-2-6-2, window 7, patch 4 (~7 M params)."""
-    return Swin(num_classes, in_chans, drop_rate=drop_rate, **kw)

@@ -1,4 +1,4 @@
-"""Paths shared by the stages and the error boundary every stage runs inside."""
+"""The error boundary every stage runs inside; re-exports the paths of ``medclass.paths``."""
 
 from __future__ import annotations
 
@@ -6,17 +6,13 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from medclass.config import Params, load_params
 from medclass.errors import MedclassError
+from medclass.paths import CKPT_DIR, METRICS_DIR, MODELS_DIR, PLOTS_DIR, RAW_DIR, SPLIT_DIR
 
-RAW_DIR = Path("data/raw")
-SPLIT_DIR = Path("data/split")
-MODELS_DIR = Path("models")
-CKPT_DIR = MODELS_DIR / "ckpt"
-METRICS_DIR = Path("metrics")
-PLOTS_DIR = Path("plots")
+__all__ = ["CKPT_DIR", "METRICS_DIR", "MODELS_DIR", "PLOTS_DIR", "RAW_DIR", "SPLIT_DIR",
+           "Terminated", "run_stage"]
 
 
 class Terminated(KeyboardInterrupt):

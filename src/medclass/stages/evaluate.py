@@ -13,16 +13,17 @@ import torch
 from torch import nn
 
 from medclass.config import Params
+from medclass.data.bundle import load_data
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
 from medclass.data.external import list_external, load_external
 from medclass.data.split import read_manifest
 from medclass.evaluate.clinical import evaluate_model
 from medclass.evaluate.external import difference, score_external
+from medclass.inference import InferConfig, predict_logits, resolve_device
 from medclass.io import load_checkpoint, read_json, write_json, write_text
+from medclass.models.rebuild import model_from_checkpoint
 from medclass.report.model_card import write_report
 from medclass.stages._common import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
-from medclass.train.context import load_data, model_from_checkpoint, resolve_device
-from medclass.train.engine import StepConfig, predict_logits
 
 OUT = PLOTS_DIR / "test"
 REPORT = PLOTS_DIR / "report.html"
@@ -36,7 +37,7 @@ def score_external_sets(params: Params, model: nn.Module, meta: dict[str, Any],
     scored with the val-fitted temperature and compared with the test split ``test``."""
     cfg_e, stats = params.evaluate, read_json(SPLIT_DIR / "stats.json")
     transform = BatchTransform(meta["mean"], meta["std"])
-    cfg = StepConfig(device, progress=params.train.progress)
+    cfg = InferConfig(device, progress=params.train.progress)
     temperature = float(test["calibration"]["temperature"])
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="medclass-external-") as work:

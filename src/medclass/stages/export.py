@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from medclass.config import Params
+from medclass.data.bundle import load_data
 from medclass.export.pipeline import export_checkpoint, write_report
 from medclass.io import load_checkpoint, read_json
 from medclass.stages._common import METRICS_DIR, MODELS_DIR, SPLIT_DIR, run_stage
-from medclass.train.context import load_data
 
 CHECKPOINT = MODELS_DIR / "model.pt"
 CALIBRATION = MODELS_DIR / "calibration.json"  # temperature fitted by the evaluate stage

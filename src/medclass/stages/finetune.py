@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medclass.config import Params
+from medclass.data.bundle import load_data
 from medclass.errors import MedclassError
 from medclass.io import load_checkpoint, write_json
 from medclass.stages._common import (
@@ -17,7 +18,6 @@ from medclass.stages._dist import dist_session
 from medclass.train.context import (
     build_model,
     fingerprint,
-    load_data,
     model_meta,
     seed_everything,
 )

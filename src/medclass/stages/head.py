@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medclass.config import Params
+from medclass.data.bundle import load_data
 from medclass.io import write_json
 from medclass.stages._common import (
     CKPT_DIR,
@@ -17,7 +18,6 @@ from medclass.train.context import (
     build_model,
     check_image_size,
     fingerprint,
-    load_data,
     model_meta,
     seed_everything,
 )

@@ -1,4 +1,8 @@
-"""Build what a training/evaluation stage needs from params: data, device, model, metadata."""
+"""Build what a training stage needs from params: seeds, the model and its checkpoint metadata.
+
+Data loading is ``data.bundle``; device and precision are ``medclass.inference``; rebuilding a
+model from checkpoint metadata is ``models.rebuild``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import hashlib
 import json
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,38 +18,9 @@ import torch
 from torch import nn
 
 from medclass.config import Params
-from medclass.data.cache import load_cached_split
-from medclass.data.dataset import CachedDataset
+from medclass.data.bundle import DataBundle
 from medclass.errors import MedclassError
-from medclass.io import read_json
 from medclass.models import create_model, get_spec
-
-
-@dataclass
-class DataBundle:
-    """The cached splits plus their class names and normalisation stats."""
-
-    classes: list[str]
-    stats: dict[str, Any]
-    splits: dict[str, CachedDataset]
-
-    @property
-    def in_chans(self) -> int:
-        return int(self.stats["channels"])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.stats["image_size"])
-
-
-def load_data(split_dir: Path, splits: tuple[str, ...] = ("train", "val")) -> DataBundle:
-    """Memory-map the decode-once cache written by the split stage."""
-    stats = read_json(split_dir / "stats.json")
-    datasets = {}
-    for name in splits:
-        images, labels = load_cached_split(split_dir / "cache", name)
-        datasets[name] = CachedDataset(images, labels)
-    return DataBundle(list(stats["classes"]), stats, datasets)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -58,43 +32,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
-
-
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise MedclassError("train.device: cuda requested but no CUDA device is visible; use auto")
-    if setting == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """Autocast dtype for ``train.precision`` (None = fp32).
-
-    ``auto``: bf16 on CUDA (fp16 where the GPU lacks bf16), fp32 on CPU (bit-reproducible
-    default). ``bf16`` also runs on CPU (fast on CPUs with AVX-512 BF16 or AMX); ``fp16`` is
-    CUDA-only (it needs a GradScaler, which the CPU path does not use).
-    """
-    if precision == "fp32":
-        return None
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise MedclassError(
-                "train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-        return torch.float16
-    if precision == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise MedclassError("train.precision: this GPU has no bf16 support; use fp16 or auto")
-        return torch.bfloat16
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def use_channels_last(setting: str | bool, dtype: torch.dtype | None) -> bool:
-    """``train.channels_last``: ``auto`` turns NHWC on with bf16/fp16 autocast."""
-    return dtype is not None if setting == "auto" else bool(setting)
 
 
 def check_image_size(model_name: str, image_size: int) -> None:
@@ -152,21 +89,6 @@ def model_meta(params: Params, data: DataBundle) -> dict[str, Any]:
         "std": data.stats["std"],
         "params": params.model_dump(mode="json"),
     }
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from a checkpoint's metadata and load its weights."""
-    meta = ckpt["meta"]
-    model = create_model(
-        meta["model"],
-        num_classes=len(meta["classes"]),
-        in_chans=int(meta["channels"]),
-        drop_rate=float(meta.get("drop_rate", 0.0)),
-        image_size=int(meta["image_size"]),
-        **meta.get("model_kwargs", {}),
-    )
-    model.load_state_dict(ckpt["model"])
-    return model
 
 
 def fingerprint(*parts: Any, files: tuple[Path, ...] = ()) -> str:

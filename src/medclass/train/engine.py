@@ -1,4 +1,4 @@
-"""One epoch of training and batched inference; no host sync inside the hot loop."""
+"""One epoch of training; no host sync inside the hot loop (inference: ``medclass.inference``)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,28 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from medclass.data.dataset import BatchTransform
 from medclass.errors import MedclassError
+from medclass.inference import autocast, loader_shard, quiet, to_memory_format
 from medclass.train import distributed
 from medclass.train.freezing import own_params_frozen
+
+# Every BatchNorm module that trains (timm's BatchNormAct2d, SplitBatchNorm2d and
+# SyncBatchNormAct subclass these); the lazy ones before their first forward.
+BATCHNORMS: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+    nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d,
+)
 
 
 @dataclass
 class StepConfig:
-    """How optimisation steps are taken."""
+    """How optimisation steps are taken (also a ``medclass.inference.RunSettings``)."""
 
     device: torch.device
     amp_dtype: torch.dtype | None = None
@@ -33,13 +39,6 @@ class StepConfig:
     log_every: int = 50  # steps between progress-bar loss updates (each is one host sync)
     nonfinite_skip: int = 0  # optimizer steps with NaN/Inf loss or gradients that may be skipped
     aux_loss_weight: float | None = None  # auxiliary-head loss weight; None: the model's own
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast context when an AMP dtype is set, else a no-op."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def place_model(model: nn.Module, cfg: StepConfig) -> nn.Module:
@@ -65,7 +64,7 @@ def set_train_mode(model: nn.Module, frozen_backbone: bool) -> None:
     core = unwrap(model)
     head_ids = {id(m) for m in core.get_classifier().modules()} if frozen_backbone else set()
     for m in core.modules():
-        if not isinstance(m, _BatchNorm):
+        if not isinstance(m, BATCHNORMS):
             continue
         if (frozen_backbone and id(m) not in head_ids) or own_params_frozen(m):
             m.eval()
@@ -104,60 +103,142 @@ def train_one_epoch(
     """
     set_train_mode(model, cfg.frozen_backbone)
     core = unwrap(model)
-    rank, world = _shard(loader)
-    dev = cfg.device
-    loss_sum = torch.zeros((), device=dev)
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    seen = torch.zeros((), device=dev, dtype=torch.long)
-    bad = torch.zeros((), device=dev, dtype=torch.long)  # micro-batches with a non-finite loss
+    shard = loader_shard(loader)
+    sums = _EpochSums.zeros(cfg.device)
     skipped = 0
     optimizer.zero_grad(set_to_none=True)
     n_batches = len(loader)
-    bar = tqdm(loader, desc=desc, leave=False, disable=_quiet(cfg))
+    bar = tqdm(loader, desc=desc, leave=False, disable=quiet(cfg))
     for i, (xb, yb) in enumerate(bar):
-        xb = xb.to(dev, non_blocking=True)
-        yb = yb.to(dev, non_blocking=True)
-        x = transform(xb, train=True, generator=generator, shard=(rank, world))
-        target = yb
-        if mixer is not None:
-            x, target = mixer(x, yb, generator, (rank, world))
-            yb = target.argmax(1)
-        x = to_memory_format(x, cfg)
+        x, target, yb = _prepare_batch(xb, yb, transform, mixer, generator, shard, cfg)
         boundary = (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches
-        sync = contextlib.nullcontext() if boundary or world == 1 else model.no_sync()
-        with sync:
-            with autocast(dev, cfg.amp_dtype):
-                logits = model(x)
-                loss = criterion(logits.float(), target)
-                aux = getattr(core, "aux_logits", None)  # auxiliary head (e.g. inception)
-                if aux is not None:
-                    w = cfg.aux_loss_weight
-                    w = core.aux_loss_weight if w is None else w
-                    loss = loss + w * criterion(aux.float(), target)
-            scaled = loss / cfg.accum_steps
-            (scaler.scale(scaled) if scaler else scaled).backward()
+        logits, loss = _forward_backward(model, core, x, target, criterion, cfg, scaler,
+                                         sync_grads=boundary or shard[1] == 1)
         finite = torch.isfinite(loss.detach())
         if boundary:
-            if cfg.nonfinite_skip and not _step_is_finite(optimizer, finite):  # host sync
-                skipped += 1
-                if skipped > cfg.nonfinite_skip:
-                    raise MedclassError(_nonfinite_message(desc, "loss or gradients", cfg))
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()  # the schedule stays aligned with the epoch
-            else:
-                _step(optimizer, scheduler, cfg, scaler)
-                if ema is not None:
-                    ema.update(core, step=scheduler.last_epoch)
-        n = torch.where(finite, len(yb), 0)
-        loss_sum += torch.where(finite, loss.detach() * len(yb), 0.0)
-        correct += torch.where(finite, (logits.detach().argmax(1) == yb).sum(), 0)
-        seen += n
-        bad += (~finite).long()
+            skipped = _optimizer_boundary(optimizer, scheduler, cfg, scaler, finite,
+                                          core=core, ema=ema, skipped=skipped, desc=desc)
+        sums.add(loss, logits, yb, finite)
         if (i + 1) % cfg.log_every == 0 and bar.disable is False:
-            bar.set_postfix(loss=f"{float(loss_sum) / max(int(seen), 1):.4f}")  # one sync
+            bar.set_postfix(loss=f"{float(sums.loss) / max(int(sums.seen), 1):.4f}")  # one sync
+    return _epoch_totals(sums, core, shard[1], cfg, desc=desc, skipped=skipped)
+
+
+@dataclass
+class _EpochSums:
+    """Device-side running sums of one epoch (no host sync to update them)."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor
+    seen: torch.Tensor
+    bad: torch.Tensor  # micro-batches with a non-finite loss
+
+    @classmethod
+    def zeros(cls, dev: torch.device) -> _EpochSums:
+        return cls(torch.zeros((), device=dev),
+                   torch.zeros((), device=dev, dtype=torch.long),
+                   torch.zeros((), device=dev, dtype=torch.long),
+                   torch.zeros((), device=dev, dtype=torch.long))
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, yb: torch.Tensor,
+            finite: torch.Tensor) -> None:
+        """Count one micro-batch, unless its loss is non-finite (then only ``bad``)."""
+        n = torch.where(finite, len(yb), 0)
+        self.loss += torch.where(finite, loss.detach() * len(yb), 0.0)
+        self.correct += torch.where(finite, (logits.detach().argmax(1) == yb).sum(), 0)
+        self.seen += n
+        self.bad += (~finite).long()
+
+
+def _prepare_batch(
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    transform: BatchTransform,
+    mixer: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None,
+    generator: torch.Generator,
+    shard: tuple[int, int],
+    cfg: StepConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move, augment (this rank's shard) and optionally mix one batch.
+
+    Returns ``(x, target, labels)``: the loss takes ``target`` (soft when mixed); accuracy
+    counts ``labels`` (the mixed target's argmax when mixed)."""
+    xb = xb.to(cfg.device, non_blocking=True)
+    yb = yb.to(cfg.device, non_blocking=True)
+    x = transform(xb, train=True, generator=generator, shard=shard)
+    target = yb
+    if mixer is not None:
+        x, target = mixer(x, yb, generator, shard)
+        yb = target.argmax(1)
+    return to_memory_format(x, cfg), target, yb
+
+
+def _forward_backward(
+    model: nn.Module,
+    core: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    criterion: nn.Module,
+    cfg: StepConfig,
+    scaler: torch.amp.GradScaler | None,
+    *,
+    sync_grads: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward of one micro-batch; returns ``(logits, unscaled loss)``.
+
+    Without ``sync_grads`` (a DDP accumulation micro-step) the gradient all-reduce is skipped
+    (``model.no_sync()``). An auxiliary head's logits (``core.aux_logits``, e.g. inception)
+    add their weighted loss."""
+    sync = contextlib.nullcontext() if sync_grads else model.no_sync()
+    with sync:
+        with autocast(cfg.device, cfg.amp_dtype):
+            logits = model(x)
+            loss = criterion(logits.float(), target)
+            aux = getattr(core, "aux_logits", None)  # auxiliary head (e.g. inception)
+            if aux is not None:
+                w = cfg.aux_loss_weight
+                w = core.aux_loss_weight if w is None else w
+                loss = loss + w * criterion(aux.float(), target)
+        scaled = loss / cfg.accum_steps
+        (scaler.scale(scaled) if scaler else scaled).backward()
+    return logits, loss
+
+
+def _optimizer_boundary(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: StepConfig,
+    scaler: torch.amp.GradScaler | None,
+    loss_finite: torch.Tensor,
+    *,
+    core: nn.Module,
+    ema: nn.Module | None,
+    skipped: int,
+    desc: str,
+) -> int:
+    """At an accumulation boundary: step (then update ``ema``), or, with a
+    ``cfg.nonfinite_skip`` budget and a non-finite loss/gradient (one host sync), skip the
+    update (the schedule still steps). Returns the new skip count; raises past the budget."""
+    if cfg.nonfinite_skip and not _step_is_finite(optimizer, loss_finite):  # host sync
+        skipped += 1
+        if skipped > cfg.nonfinite_skip:
+            raise MedclassError(_nonfinite_message(desc, "loss or gradients", cfg))
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()  # the schedule stays aligned with the epoch
+        return skipped
+    _step(optimizer, scheduler, cfg, scaler)
+    if ema is not None:
+        ema.update(core, step=scheduler.last_epoch)
+    return skipped
+
+
+def _epoch_totals(sums: _EpochSums, core: nn.Module, world: int, cfg: StepConfig, *,
+                  desc: str, skipped: int) -> dict[str, float]:
+    """Reduce the epoch's sums over ranks (one host sync) and check for non-finite values:
+    any bad micro-batch without a skip budget, or non-finite weights, raises."""
     params_ok = torch.stack([p.detach().isfinite().all() for p in core.parameters()]).all()
-    totals = torch.stack([loss_sum.double(), correct.double(), seen.double(), bad.double(),
-                          (~params_ok).double()])
+    totals = torch.stack([sums.loss.double(), sums.correct.double(), sums.seen.double(),
+                          sums.bad.double(), (~params_ok).double()])
     if world > 1:
         distributed.all_reduce_sum(totals)
     loss_total, n_correct, n_seen, n_bad, weights_bad = totals.tolist()
@@ -203,57 +284,3 @@ def _step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
-
-
-@torch.no_grad()
-def predict_logits(
-    model: nn.Module,
-    loader: DataLoader,
-    transform: BatchTransform,
-    cfg: StepConfig,
-    desc: str = "eval",
-    tta: str = "none",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (float32, N×K) and labels for every sample of the dataset, in dataset order.
-
-    ``tta`` (``flip``/``flip_rot``): the logits are the mean over the test-time views.
-
-    Under DDP the loader holds this rank's interleaved shard (``make_loader(distributed=True)``);
-    the shards are gathered so every rank returns the whole, ordered result.
-    """
-    model.eval()
-    outs, labels = [], []
-    for xb, yb in tqdm(loader, desc=desc, leave=False, disable=_quiet(cfg)):
-        xb = xb.to(cfg.device, non_blocking=True)
-        views = transform.views(xb, tta)  # one view (the image) for "none"
-        total = None
-        for x in views:
-            with autocast(cfg.device, cfg.amp_dtype):
-                out = model(to_memory_format(x, cfg)).float()
-            total = out if total is None else total + out
-        outs.append(total / len(views))
-        labels.append(yb.to(cfg.device))
-    logits, ys = torch.cat(outs), torch.cat(labels)
-    if _shard(loader)[1] > 1:
-        n = len(loader.dataset)
-        logits = distributed.gather_interleaved(logits, n)
-        ys = distributed.gather_interleaved(ys, n)
-    return logits.cpu().numpy(), ys.cpu().numpy()
-
-
-def _shard(loader: DataLoader) -> tuple[int, int]:
-    """(rank, world size) of a loader over a DistributedSampler shard; (0, 1) otherwise."""
-    sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
-        return sampler.rank, sampler.num_replicas
-    return 0, 1
-
-
-def to_memory_format(x: torch.Tensor, cfg: StepConfig) -> torch.Tensor:
-    """NHWC (``channels_last``) batches when configured: faster convs under bf16/fp16."""
-    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
-
-
-def _quiet(cfg: StepConfig) -> bool | None:
-    """tqdm ``disable``: True when progress is off; None hides bars on non-TTY (CI) output."""
-    return True if not cfg.progress else None

@@ -27,6 +27,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from medclass.config import Params
+from medclass.data.bundle import DataBundle, load_data
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
 from medclass.data.groups import GROUPS_FILE, read_groups
 from medclass.data.split import read_manifest
@@ -34,21 +35,20 @@ from medclass.errors import MedclassError
 from medclass.evaluate.ensemble import ensemble_probs, member_variance, mutual_information
 from medclass.evaluate.metrics import summary_metrics
 from medclass.evaluate.plots import sanitise_names
+from medclass.inference import predict_logits, resolve_device
 from medclass.io import atomic_path, load_checkpoint, read_json, write_json
+from medclass.models import create_model
+from medclass.models.rebuild import model_from_checkpoint
 from medclass.train import distributed
 from medclass.train.context import (
-    DataBundle,
     build_model,
     check_image_size,
     fingerprint,
-    load_data,
-    model_from_checkpoint,
     model_meta,
-    resolve_device,
     seed_everything,
 )
 from medclass.train.distributed import is_main
-from medclass.train.engine import StepConfig, predict_logits
+from medclass.train.engine import StepConfig
 from medclass.train.loop import Outputs, _open_live, fit
 from medclass.train.phases import finetune_phase, head_phase, resolve_head_mode
 
@@ -152,6 +152,20 @@ def trainval_groups(split_dir: Path) -> np.ndarray | None:
             f"{split_dir / GROUPS_FILE} lacks {missing[0]!r}; rerun `dvc repro split`"
         )
     return np.array([mapping[p] for p in paths], dtype=np.int64)
+
+
+def architecture(params: Params, num_classes: int, in_chans: int) -> list[tuple[str, list[int]]]:
+    """Parameter/buffer names and shapes of the model ``params`` builds (randomly initialised
+    inside ``fork_rng``, so the global generator is left as it was). Part of the fold
+    fingerprint, so finished folds saved by an older version of a backbone (renamed or
+    reshaped weights) are retrained, not reused."""
+    kwargs = dict(params.train.model_kwargs)
+    if params.train.drop_path:
+        kwargs["drop_path_rate"] = params.train.drop_path
+    with torch.random.fork_rng(devices=[]):
+        model = create_model(params.model, num_classes=num_classes, in_chans=in_chans,
+                             pretrained="none", image_size=params.data.image_size, **kwargs)
+    return [(k, list(v.shape)) for k, v in model.state_dict().items()]
 
 
 def _phase_done(out: Outputs, fp: str) -> bool:
@@ -301,7 +315,8 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
         _remove_stale(paths, kf.folds)
     distributed.barrier()
     shared = fingerprint("kfold", params.model, params.seed, params.train.model_dump(mode="json"),
-                         kf.folds, files=(split_dir / "stats.json", split_dir / "manifest.csv"))
+                         kf.folds, architecture(params, len(data.classes), data.in_chans),
+                         files=(split_dir / "stats.json", split_dir / "manifest.csv"))
     records = []
     for i, (tr, va) in enumerate(folds):
         bundle = DataBundle(data.classes, data.stats, {
@@ -313,22 +328,8 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
     if not is_main():  # the fold models are trained; rank 0 alone evaluates and writes
         return {}
 
-    cfg = StepConfig(resolve_device(params.train.device), progress=params.train.progress)
-    bs, tta = params.train.eval_batch_size, params.evaluate.tta
-    per_fold, test_probs = {}, []
-    for i, (tr, va) in enumerate(folds):
-        ckpt = load_checkpoint(paths.best(i))
-        model = model_from_checkpoint(ckpt).to(cfg.device)
-        transform = BatchTransform(ckpt["meta"]["mean"], ckpt["meta"]["std"])
-        vp, vy = _predict(model, CachedDataset(RowView(parts, va), labels[va]), transform, cfg, bs,
-                          tta)
-        tp, ty = _predict(model, test, transform, cfg, bs, tta)
-        test_probs.append(tp)
-        rec = records[i]
-        per_fold[f"fold_{i}"] = {
-            "n_train": len(tr), "n_val": len(va), "epochs_run": rec["epochs_run"],
-            "best_epoch": rec["best_epoch"], "val": _pick(summary_metrics(vp, vy)),
-            "test": _pick(summary_metrics(tp, ty))}
+    tta = params.evaluate.tta
+    per_fold, test_probs = _evaluate_folds(params, folds, parts, labels, test, records, paths)
     methods = list(dict.fromkeys(kf.ensemble))
     probs = {m: ensemble_probs(test_probs, m) for m in dict.fromkeys(["mean", *methods])}
     variance, mi = member_variance(test_probs), mutual_information(test_probs)
@@ -354,3 +355,28 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
              time.perf_counter() - t0, val_mean["accuracy"], val_std["accuracy"],
              {m: round(v["accuracy"], 4) for m, v in result["test_ensemble"].items()})
     return result
+
+
+def _evaluate_folds(params: Params, folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                    parts: list[np.ndarray], labels: np.ndarray, test: CachedDataset,
+                    records: list[dict[str, Any]], paths: KFoldPaths
+                    ) -> tuple[dict[str, dict[str, Any]], list[np.ndarray]]:
+    """Each fold's best checkpoint on its validation fold and on test: the ``per_fold``
+    metrics and the test probabilities of every fold (in fold order)."""
+    cfg = StepConfig(resolve_device(params.train.device), progress=params.train.progress)
+    bs, tta = params.train.eval_batch_size, params.evaluate.tta
+    per_fold, test_probs = {}, []
+    for i, (tr, va) in enumerate(folds):
+        ckpt = load_checkpoint(paths.best(i))
+        model = model_from_checkpoint(ckpt).to(cfg.device)
+        transform = BatchTransform(ckpt["meta"]["mean"], ckpt["meta"]["std"])
+        vp, vy = _predict(model, CachedDataset(RowView(parts, va), labels[va]), transform, cfg, bs,
+                          tta)
+        tp, ty = _predict(model, test, transform, cfg, bs, tta)
+        test_probs.append(tp)
+        rec = records[i]
+        per_fold[f"fold_{i}"] = {
+            "n_train": len(tr), "n_val": len(va), "epochs_run": rec["epochs_run"],
+            "best_epoch": rec["best_epoch"], "val": _pick(summary_metrics(vp, vy)),
+            "test": _pick(summary_metrics(tp, ty))}
+    return per_fold, test_probs

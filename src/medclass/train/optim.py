@@ -6,7 +6,15 @@ import math
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    LambdaLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    SequentialLR,
+)
 
 from medclass.models import head_and_backbone_params, layer_decay_scales, layer_groups
 
@@ -85,7 +93,15 @@ def build_scheduler(
 ) -> LRScheduler:
     """Per-step LR schedule: ``cosine`` (linear warmup, cosine), ``onecycle``, ``constant`` or
     ``multistep`` (after warmup, LR × ``gamma`` at each epoch fraction in ``milestones``,
-    rounded down to a whole epoch: the MedMNIST protocol's ×0.1 at 50 % and 75 %)."""
+    rounded down to a whole epoch: the MedMNIST protocol's ×0.1 at 50 % and 75 %).
+
+    Built from torch's schedulers: the warmup is ``LinearLR`` (factor ``(s + 1) / (w + 1)`` at
+    step ``s`` of ``w``), chained by ``SequentialLR`` to ``ConstantLR``, ``MultiStepLR`` or the
+    cosine; ``onecycle`` is ``OneCycleLR``. The cosine stays a closed-form ``LambdaLR``:
+    ``CosineAnnealingLR`` takes one absolute ``eta_min`` for every parameter group, while the
+    floor here is ``min_lr_ratio`` of each group's own LR (head and backbone differ), and it
+    holds the floor after the last step instead of rising again.
+    """
     total = max(1, epochs * steps_per_epoch)
     warmup = min(total - 1, warmup_epochs * steps_per_epoch) if total > 1 else 0
     if kind == "onecycle":
@@ -93,16 +109,24 @@ def build_scheduler(
         pct = warmup / total if warmup else 0.3
         return OneCycleLR(optimizer, max_lr=max_lrs, total_steps=max(total, 4),
                           pct_start=min(max(pct, 2.0 / max(total, 4)), 0.5))
+    main: LRScheduler
+    if kind == "constant":
+        main = ConstantLR(optimizer, factor=1.0, total_iters=0)
+    elif kind == "multistep":
+        # milestone steps counted from the end of the warmup, where this scheduler starts;
+        # ones at or before it count from its first step (SequentialLR starts it in closed form)
+        steps = [int(m * epochs) * steps_per_epoch - warmup for m in milestones]
+        main = MultiStepLR(optimizer, steps, gamma=gamma)
+    else:
+        span = max(1, total - warmup)
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        if kind == "multistep":
-            epoch = step // steps_per_epoch
-            return gamma ** sum(epoch >= int(m * epochs) for m in milestones)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        def cosine(step: int) -> float:
+            progress = min(1.0, step / span)
+            return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return LambdaLR(optimizer, factor)
+        main = LambdaLR(optimizer, cosine)
+    if not warmup:
+        return main
+    ramp = LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0,
+                    total_iters=warmup)
+    return SequentialLR(optimizer, [ramp, main], milestones=[warmup])

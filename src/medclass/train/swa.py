@@ -18,12 +18,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
-from medclass.train.engine import StepConfig, autocast, to_memory_format
+from medclass.train.engine import BATCHNORMS, StepConfig, autocast, to_memory_format
 from medclass.train.freezing import own_params_frozen
 
 
@@ -36,7 +35,7 @@ class WeightAverager:
         self.start, self.lr = start_epoch, lr
         self.optimizer, self.steps = optimizer, steps_per_epoch
         self._sched: SWALR | None = None
-        self._sched_state: dict[str, int] | None = None
+        self._sched_state: dict[str, Any] | None = None
 
     @property
     def n_averaged(self) -> int:
@@ -53,8 +52,7 @@ class WeightAverager:
             self._sched = SWALR(self.optimizer, swa_lr=lrs, anneal_epochs=max(1, self.steps),
                                 anneal_strategy="cos")
             if self._sched_state is not None:  # resumed inside the SWA epochs
-                self._sched._step_count = self._sched_state["step_count"]
-                self._sched.last_epoch = self._sched_state["last_epoch"]
+                self._sched.load_state_dict(self._sched_state)
         return self._sched
 
     def update(self, epoch: int, model: nn.Module) -> None:
@@ -72,7 +70,7 @@ class WeightAverager:
                 mine.copy_(theirs)  # non-BN buffers follow the trained model
             frozen = {name: {k: b.clone() for k, b in live[name].named_buffers()}
                       for name, m in avg.named_modules()
-                      if isinstance(m, _BatchNorm) and own_params_frozen(live[name])}
+                      if isinstance(m, BATCHNORMS) and own_params_frozen(live[name])}
             loader = make_loader(train_ds, batch_size, shuffle=False)
             with autocast(cfg.device, cfg.amp_dtype):
                 update_bn(_batches(loader, transform, cfg), avg)
@@ -85,12 +83,14 @@ class WeightAverager:
     def state_dict(self) -> dict[str, Any]:
         sched = self._sched
         return {"model": self.averaged.state_dict(),
-                "sched": None if sched is None else
-                {"step_count": sched._step_count, "last_epoch": sched.last_epoch}}
+                "sched": None if sched is None else sched.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state["model"])
-        self._sched_state = state["sched"]
+        sched = state["sched"]
+        if sched is not None and "step_count" in sched:  # written before SWALR.state_dict()
+            sched = {"_step_count": sched["step_count"], "last_epoch": sched["last_epoch"]}
+        self._sched_state = sched
 
 
 def _batches(loader, transform: BatchTransform, cfg: StepConfig) -> Iterator[torch.Tensor]:

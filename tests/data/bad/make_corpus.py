@@ -13,7 +13,7 @@ Layout under ``root``::
     single_class/
     one_image/
 
-Regenerate and print the case table (README "Bad input")::
+Regenerate and print the case table (docs/sources.md, "Bad input files")::
 
     python tests/data/bad/make_corpus.py /tmp/medclass-bad
 """
