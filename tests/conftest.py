@@ -31,3 +31,28 @@ def stage_project(
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def untrained_model() -> Callable[[Path], None]:
+    """Factory: save an untrained ``models/model.pt`` (seed 0, with its checkpoint metadata)
+    into a project that prepare and split have run in, as finetune would write it."""
+
+    def save(root: Path) -> None:
+        import torch
+
+        from medclass.config import load_params
+        from medclass.data.bundle import load_data
+        from medclass.io import save_checkpoint
+        from medclass.train.context import build_model, model_meta
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(root)
+            params = load_params()
+            data = load_data(Path("data/split"), ("train",))
+            torch.manual_seed(0)
+            model = build_model(params, len(data.classes), data.in_chans)
+            save_checkpoint("models/model.pt", {"model": model.state_dict(),
+                                                "meta": {**model_meta(params, data), "epoch": 0}})
+
+    return save

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
@@ -260,12 +259,10 @@ def test_card_lists_external_sets_next_to_the_test_split() -> None:
 
 # --- the evaluate stage on a tiny project ---------------------------------------------------
 
-def test_stage_scores_an_external_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from medclass.data.bundle import load_data
+def test_stage_scores_an_external_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      untrained_model) -> None:
     from medclass.data.synthetic import render
-    from medclass.io import save_checkpoint
     from medclass.stages import evaluate, prepare, split
-    from medclass.train.context import build_model, model_meta
 
     ev = {"batch_size": 8, "bootstrap": 20, "gradcam_per_class": 0, "gallery": 0,
           "embedding": "none", "external": [{"name": "site_b", "path": "data/external/site_b"}]}
@@ -283,11 +280,7 @@ def test_stage_scores_an_external_set(tmp_path: Path, monkeypatch: pytest.Monkey
     params = load_params()
     prepare.main(params)
     split.main(params)
-    data = load_data(Path("data/split"), ("train",))
-    torch.manual_seed(0)
-    model = build_model(params, len(data.classes), data.in_chans)
-    save_checkpoint("models/model.pt", {"model": model.state_dict(),
-                                        "meta": {**model_meta(params, data), "epoch": 0}})
+    untrained_model(tmp_path)
     evaluate.main(params)
     m = json.loads((tmp_path / "metrics/test.json").read_text())
     site = m["external"]["site_b"]

@@ -8,14 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from medclass.config import load_params
-from medclass.data.bundle import load_data
-from medclass.io import save_checkpoint
 from medclass.stages import evaluate, prepare, split
-from medclass.train.context import build_model, model_meta
 
 TINY = {
     "model": "simple_cnn_tiny",
@@ -27,20 +23,10 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(stage_project, untrained_model) -> Path:
     """data/raw, data/split and an untrained models/model.pt in a tmp folder."""
-    root = tmp_path_factory.mktemp("evalstage")
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        params = load_params()
-        prepare.main(params)
-        split.main(params)
-        data = load_data(Path("data/split"), ("train",))
-        torch.manual_seed(0)
-        model = build_model(params, len(data.classes), data.in_chans)
-        save_checkpoint("models/model.pt", {"model": model.state_dict(),
-                                            "meta": {**model_meta(params, data), "epoch": 0}})
+    root = stage_project("evalstage", TINY, [prepare, split])
+    untrained_model(root)
     return root
 
 
