@@ -59,7 +59,11 @@ from medclass.io import write_json  # noqa: E402
 OUT = BENCH / "results" / "gpu_check.json"
 NO_CUDA = "no CUDA device"
 TRAIN_MODEL, TRAIN_SIZE, TRAIN_BATCH = "timm/resnet50", 224, 256
-TRAIN_KEYS = ("model", "image_size", "precision", "compile", "img_s", "gpu_util_mean",
+# (compile, batch, data on the GPU): the default path (train.data_on_device: auto holds the
+# images on the GPU) eager and compiled, then the compiled step fed by the host loader.
+TRAIN_ROWS = ((False, TRAIN_BATCH, True), (True, TRAIN_BATCH, True), (True, TRAIN_BATCH, False))
+TRAIN_KEYS = ("model", "image_size", "precision", "compile", "data", "loader_workers", "img_s",
+              "gpu_util_mean",
               "gpu_util_median", "batch_size", "steps", "max_memory_gib")
 PIPELINE_PARAMS: dict[str, Any] = {
     "train": {"device": "cuda", "progress": False},
@@ -98,20 +102,23 @@ def error_line(output: str) -> str:
 
 
 def section_train(args: argparse.Namespace) -> dict[str, Any]:
-    """gpu_train.py's measurement, eager then compiled; a failing row does not stop the other."""
+    """gpu_train.py's measurement for each of ``TRAIN_ROWS``; a failing row does not stop the
+    others."""
     import gpu_train
 
     rows, failed = [], []
-    for compiled in (False, True):
+    for compiled, batch, on_device in TRAIN_ROWS:
         try:
-            result = gpu_train.run(TRAIN_MODEL, TRAIN_SIZE, TRAIN_BATCH, args.train_steps,
-                                   compiled, "bf16")
+            result = gpu_train.run(TRAIN_MODEL, TRAIN_SIZE, batch, args.train_steps,
+                                   compiled, "bf16", on_device=on_device)
             rows.append({k: result[k] for k in TRAIN_KEYS})
-        except Exception as exc:  # noqa: BLE001 (recorded; the other row still runs)
+            print(f"[gpu_check] train {rows[-1]}", file=sys.stderr, flush=True)
+        except Exception as exc:  # noqa: BLE001 (recorded; the other rows still run)
             traceback.print_exc()
             line = exception_line(exc, with_type=True, limit=300)
-            rows.append({"model": TRAIN_MODEL, "compile": compiled, "status": f"failed: {line}"})
-            failed.append(f"compile={compiled}: {line}")
+            rows.append({"model": TRAIN_MODEL, "compile": compiled, "batch_size": batch,
+                         "status": f"failed: {line}"})
+            failed.append(f"compile={compiled} batch={batch}: {line}")
         torch.compiler.reset()
         gc.collect()
         torch.cuda.empty_cache()

@@ -2,7 +2,8 @@
 
 Trains ``--model`` (default ``timm/resnet50``) at ``--image-size`` (default 224) on random
 uint8 images held like the split stage's decode-once cache, through our own path:
-``make_loader`` (batch fetches, pinned memory), ``BatchTransform`` (augmentation on the GPU),
+``make_loader`` (the images held on the GPU, ``train.data_on_device``; ``--data host``: batch
+fetches, pinned memory, worker processes), ``BatchTransform`` (augmentation on the GPU),
 ``train_one_epoch`` (bf16 autocast, channels_last, no per-step host sync) and our fused AdamW.
 A background thread samples GPU utilisation with NVML every 100 ms during the timed steps.
 
@@ -53,8 +54,10 @@ class UtilSampler(threading.Thread):
 
 
 def run(model_name: str, size: int, batch: int, steps: int, compile_model: bool,
-        precision: str) -> dict:
-    """Warm up, then time ``steps`` training steps; returns one result row."""
+        precision: str, on_device: bool = False, workers: int = 2) -> dict:
+    """Warm up, then time ``steps`` training steps; returns one result row. ``on_device``
+    holds the images on the GPU (``DeviceLoader``, ``train.data_on_device``) instead of our
+    host loader with ``workers`` processes and pinned memory."""
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
@@ -74,8 +77,10 @@ def run(model_name: str, size: int, batch: int, steps: int, compile_model: bool,
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
 
     def epoch(n_img: int) -> float:
-        loader = make_loader(CachedDataset(images[:n_img], ds.labels[:n_img]), batch,
-                             shuffle=True, pin_memory=True, num_workers=2, drop_last=True)
+        part = CachedDataset(images[:n_img], ds.labels[:n_img])
+        loader = make_loader(part, batch, shuffle=True, drop_last=True,
+                             **({"device": dev} if on_device else
+                                {"pin_memory": True, "num_workers": workers}))
         t = time.perf_counter()
         train_one_epoch(net, loader, tf, crit, opt, sched, cfg, generator=gen, scaler=scaler)
         torch.cuda.synchronize()
@@ -90,6 +95,8 @@ def run(model_name: str, size: int, batch: int, steps: int, compile_model: bool,
     util = sampler.samples[2:] or sampler.samples  # skip the first samples (loader start)
     return {"model": model_name, "image_size": size, "batch_size": batch, "steps": steps,
             "precision": precision, "channels_last": True, "compile": compile_model,
+            "data": "on device" if on_device else "host loader",
+            "loader_workers": None if on_device else workers,
             "img_s": batch * steps / wall, "gpu_util_mean": float(np.mean(util)),
             "gpu_util_median": float(np.median(util)), "util_samples": len(util),
             "max_memory_gib": torch.cuda.max_memory_allocated() / 2**30}
@@ -103,14 +110,17 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    ap.add_argument("--workers", type=int, default=2, help="host loader processes")
+    ap.add_argument("--data", choices=["device", "host"], default="device",
+                    help="images on the GPU (train.data_on_device) or our host loader")
     ap.add_argument("--compile", choices=["off", "on", "both"], default="both")
     ap.add_argument("--out", default="benchmarks/results/gpu_train.json")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpu_train.py needs a CUDA device (none is visible)")
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    rows = [run(args.model, args.image_size, args.batch_size, args.steps, c, args.precision)
-            for c in modes]
+    rows = [run(args.model, args.image_size, args.batch_size, args.steps, c, args.precision,
+                args.data == "device", args.workers) for c in modes]
     write_results(args.out, {"machine": describe(), "rows": rows, "target_gpu_util": 70})
     print("| model | size | batch | precision | compile | img/s | GPU util % (mean) |")
     print("|---|---|---|---|---|---|---|")

@@ -44,6 +44,7 @@ def untrained_model() -> Callable[[Path], None]:
         from medclass.config import load_params
         from medclass.data.bundle import load_data
         from medclass.io import save_checkpoint
+        from medclass.models.pretrained import pretrained_provenance
         from medclass.train.context import build_model, model_meta
 
         with pytest.MonkeyPatch.context() as mp:
@@ -52,7 +53,8 @@ def untrained_model() -> Callable[[Path], None]:
             data = load_data(Path("data/split"), ("train",))
             torch.manual_seed(0)
             model = build_model(params, len(data.classes), data.in_chans)
+            meta = model_meta(params, data, pretrained_provenance(model, params.train.pretrained))
             save_checkpoint("models/model.pt", {"model": model.state_dict(),
-                                                "meta": {**model_meta(params, data), "epoch": 0}})
+                                                "meta": {**meta, "epoch": 0}})
 
     return save

@@ -1,5 +1,8 @@
 """Start a stage in this process, or through torchrun when the job has more than one process.
 
+Every stage starts here: it first pins the environment for ``repro.mode: exact``
+(``medclass.repro``), which the libraries read when they load, so before torch is imported.
+
 dvc.yaml runs ``python -m medclass.launch --nnodes N --nproc-per-node P --rdzv-endpoint E
 medclass.stages.<stage>`` with N, P, E templated from ``train.*`` params. With one process in
 all the stage runs here (no launcher overhead, one-line errors); otherwise the flags go to
@@ -11,6 +14,8 @@ from __future__ import annotations
 import argparse
 import runpy
 import sys
+
+from medclass.repro import launcher_pins
 
 
 def torchrun_args(nnodes: int, nproc_per_node: int, rdzv_endpoint: str, module: str) -> list[str]:
@@ -28,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rdzv-endpoint", default="localhost:0")
     parser.add_argument("module", help="stage module, e.g. medclass.stages.finetune")
     args = parser.parse_args(argv)
+    launcher_pins()  # repro.mode exact: before anything below imports torch
     if args.nnodes < 1 or args.nproc_per_node < 1:
         parser.exit(2, "error [launch]: --nnodes and --nproc-per-node must be >= 1; fix "
                        "train.nnodes / train.nproc_per_node in params.yaml\n")

@@ -120,7 +120,8 @@ def _stage_repo(root, helpers, formats):
     """A minimal repository state for the export stage: params, split cache, checkpoint."""
     size = 16
     params = {"model": "simple_cnn_tiny", "data": {"image_size": size},
-              "export": {"formats": formats, "parity_batch": 4, "latency_runs": 1}}
+              "export": {"formats": formats, "parity_batch": 4, "latency_runs": 1},
+              "repro": {"mode": "fast"}}  # run_stage in-process: pytest's torch is unpinned
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     cache = root / "data" / "split" / "cache"
     cache.mkdir(parents=True)
@@ -146,6 +147,10 @@ def test_stage_writes_outputs_and_metrics(helpers, tmp_path, monkeypatch):
     assert report["parity_images"] == 4
     assert {k: v["status"] for k, v in report["formats"].items()} == {
         "pytorch": "ok", "torchscript": "ok"}
+    timings = json.loads((tmp_path / "logs" / "export_timings.json").read_text())
+    for name in ("pytorch", "torchscript"):  # wall-clock figures only in the untracked log
+        assert not {"export_s", "latency_ms_b1", "latency_ms_b32"} & set(report["formats"][name])
+        assert timings["formats"][name]["latency_ms_b1"] > 0
     meta = json.loads((tmp_path / "models" / "export" / "metadata.json").read_text())
     assert meta["metrics"] == {"accuracy": 0.5}
     assert meta["temperature"] == report["temperature"] == 1.5  # from the evaluate stage

@@ -29,8 +29,9 @@ def test_bad_params_stop_a_real_stage_with_one_line(tmp_path: Path) -> None:
 
 @pytest.fixture
 def stage_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with a default params.yaml; run_stage's SIGTERM handler is not installed."""
-    (tmp_path / "params.yaml").write_text("{}\n")
+    """A folder with a default params.yaml (fast mode: run_stage runs in pytest's unpinned
+    process); run_stage's SIGTERM handler is not installed."""
+    (tmp_path / "params.yaml").write_text("repro: {mode: fast}\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(signal, "signal", lambda *args: None)
     return tmp_path

@@ -28,6 +28,8 @@ TINY = {
     "train": {"progress": False, "batch_size": 8, "eval_batch_size": 64},
     "head": {"epochs": 1},
     "finetune": {"epochs": 4, "patience": 10},
+    # the reference runs in pytest's unpinned process: the launched stage must not pin either
+    "repro": {"mode": "fast"},
 }
 LAST = Path("models/ckpt/finetune_last.pt")
 OUTPUTS = ("metrics/finetune.json", "models/model.pt", str(LAST))

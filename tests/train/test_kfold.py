@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import medclass.train.kfold as kfold
+from medclass import repro
 from medclass.config import parse_params
 from medclass.errors import MedclassError
 from medclass.io import load_checkpoint
@@ -129,6 +130,7 @@ def test_run_writes_fold_models_metrics_and_predictions(tmp_path, split_dir, mon
     ckpt = load_checkpoint(paths.best(1))
     assert ckpt["meta"]["fold"] == 1 and ckpt["meta"]["classes"] == CLASSES
     saved = json.loads(paths.metrics.read_text())
+    assert saved.pop("repro") == repro.tag("exact", 2)  # the default params
     assert saved == json.loads(json.dumps(result))
     assert saved["n_trainval"] == 30 and saved["n_test"] == 9
     for fold in saved["per_fold"].values():

@@ -58,6 +58,19 @@ def test_fit_learns_and_writes_checkpoints(tmp_path):
     assert (out.live_dir / "plots" / "metrics" / "val" / "loss.tsv").is_file()
 
 
+def test_data_on_device_gives_the_same_weights(tmp_path, caplog):
+    phase = Phase("t", epochs=2, head_lr=3e-3, backbone_lr=3e-3, weight_decay=0.0)
+    host, host_out = _run(tmp_path / "a", phase, train=TRAIN.model_copy(
+        update={"data_on_device": False}))
+    with caplog.at_level("INFO", logger="medclass.train.loop"):
+        dev, dev_out = _run(tmp_path / "b", phase, train=TRAIN.model_copy(
+            update={"data_on_device": True}))
+    assert any("images held on cpu" in r.getMessage() for r in caplog.records)
+    assert host == dev
+    a, b = load_checkpoint(host_out.best)["model"], load_checkpoint(dev_out.best)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_frozen_backbone_does_not_change(tmp_path):
     phase = Phase("t", epochs=1, head_lr=1e-2, backbone_lr=None, weight_decay=0.0)
     torch.manual_seed(0)

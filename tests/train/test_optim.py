@@ -126,7 +126,7 @@ def _params(**over):
 @pytest.mark.parametrize(("model", "pretrained", "mult", "sched"), [
     ("swin", "none", 0.5, "cosine"),
     ("small_resnet", "none", 1.0, "onecycle"),
-    ("timm/resnet18", "/weights.pth", 0.1, "onecycle"),
+    ("timm/resnet18", "weights/resnet18.pth", 0.1, "onecycle"),
     ("timm/vit_tiny_patch16_224", "none", 0.5, "cosine"),
 ])
 def test_auto_finetune_defaults_come_from_the_registry(model, pretrained, mult, sched):

@@ -12,6 +12,7 @@ from medclass.config.data import (
     SplitParams,
     SyntheticParams,
 )
+from medclass.config.repro import ReproParams
 from medclass.config.schema import (
     PARAMS_FILE,
     EvaluateParams,
@@ -35,6 +36,6 @@ from medclass.config.train import (
 __all__ = [
     "PARAMS_FILE", "AugmentParams", "CsvParams", "DataParams", "EvaluateParams", "ExportFormat",
     "ExportParams", "FinetuneParams", "HeadParams", "KFoldParams", "KaggleParams",
-    "MedMNISTParams", "MixupParams", "Params", "SplitParams", "SwaParams", "SyntheticParams",
-    "TrainParams", "VerifyParams", "load_params", "parse_params",
+    "MedMNISTParams", "MixupParams", "Params", "ReproParams", "SplitParams", "SwaParams",
+    "SyntheticParams", "TrainParams", "VerifyParams", "load_params", "parse_params",
 ]

@@ -17,6 +17,7 @@ from pydantic import (
 
 from medclass.config.base import _Strict
 from medclass.config.data import CsvParams, DataParams, SplitParams
+from medclass.config.repro import ReproParams, exact_conflicts
 from medclass.config.train import FinetuneParams, HeadParams, TrainParams
 from medclass.errors import MedclassError
 
@@ -170,6 +171,7 @@ class Params(_Strict):
 
     model: str = "simple_cnn"
     seed: int = Field(default=42, ge=0)
+    repro: ReproParams = ReproParams()
     data: DataParams = DataParams()
     split: SplitParams = SplitParams()
     train: TrainParams = TrainParams()
@@ -179,6 +181,25 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     kfold: KFoldParams = KFoldParams()
     export: ExportParams = ExportParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_is_fp32(cls, raw: Any) -> Any:
+        """In exact mode ``train.precision: auto`` means fp32, on CUDA too."""
+        if not isinstance(raw, dict):
+            return raw
+        repro, train = raw.get("repro") or {}, raw.get("train") or {}
+        exact = not isinstance(repro, dict) or repro.get("mode", "exact") == "exact"
+        if exact and isinstance(train, dict) and train.get("precision", "auto") == "auto":
+            raw = {**raw, "train": {**train, "precision": "fp32"}}
+        return raw
+
+    @model_validator(mode="after")
+    def _exact_mode(self) -> Params:
+        problems = exact_conflicts(self.repro, self.train)
+        if problems:
+            raise ValueError(f"repro.mode exact: {problems[0]}")
+        return self
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -11,6 +12,9 @@ from pydantic import (
 )
 
 from medclass.config.base import _Strict
+
+WEIGHTS_ROOT = "weights"
+"""Local pretrained weights must live here: the training stages' DVC deps track this folder."""
 
 
 class AugmentParams(_Strict):
@@ -76,6 +80,7 @@ class TrainParams(_Strict):
     channels_last: Literal["auto"] | bool = "auto"
     compile: bool = False
     pin_memory: Literal["auto"] | bool = "auto"
+    data_on_device: Literal["auto"] | bool = "auto"
     log_every: int = Field(default=50, ge=1)
     nonfinite_skip: int = Field(default=0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -101,6 +106,21 @@ class TrainParams(_Strict):
                     f"nproc_per_node x nnodes = {world} processes"
                 )
         return self
+
+    @field_validator("pretrained")
+    @classmethod
+    def _weights_inside_repo(cls, value: str) -> str:
+        """A local file must sit under ``weights/`` (a DVC dep), so replacing it reruns."""
+        if value in ("none", "hub"):
+            return value
+        path = PurePosixPath(value.replace("\\", "/"))
+        if len(path.parts) < 2 or path.parts[0] != WEIGHTS_ROOT or ".." in path.parts:
+            local = f"{WEIGHTS_ROOT}/{path.name or 'file.safetensors'}"
+            raise ValueError(
+                f"{value!r} is outside {WEIGHTS_ROOT}/, which the training stages' DVC deps "
+                f"track; copy it to {local}, run `dvc add {local}` and set train.pretrained: "
+                f"{local} (or none | hub)")
+        return value
 
     @field_validator("class_weights", mode="before")
     @classmethod

@@ -226,6 +226,13 @@ def _blur(x: torch.Tensor, on: torch.Tensor, sigma: torch.Tensor) -> torch.Tenso
     return torch.where(on.view(n, 1, 1, 1), y, x)
 
 
+def _sqrt(v: torch.Tensor) -> torch.Tensor:
+    """``sqrt`` of positive values as ``v * rsqrt(v)``: torch.sqrt on the CPU goes through
+    MKL's vector math, whose code path (and last bit) follows the CPU vendor; rsqrt and the
+    product are plain vector instructions (``repro.mode: exact``; benchmarks/repro_vendors.py)."""
+    return v * torch.rsqrt(v)
+
+
 def _erase(x: torch.Tensor, p: float, uniform, g: torch.Generator | None,
            shard: tuple[int, int]) -> torch.Tensor:
     """Random erasing: with probability ``p`` one rectangle (2–20 % of the area, aspect
@@ -234,8 +241,7 @@ def _erase(x: torch.Tensor, p: float, uniform, g: torch.Generator | None,
     on = uniform(0, 1) < p
     area = uniform(0.02, 0.2)
     aspect = torch.exp(uniform(math.log(1 / 3), math.log(3.0)))
-    eh = (area * aspect).sqrt().clamp(max=1.0)
-    ew = (area / aspect).sqrt().clamp(max=1.0)
+    eh, ew = _sqrt(area * aspect).clamp(max=1.0), _sqrt(area / aspect).clamp(max=1.0)
     cy, cx = uniform(0, 1) * (1 - eh), uniform(0, 1) * (1 - ew)
     ys = (torch.arange(h, device=x.device) + 0.5) / h
     xs = (torch.arange(w, device=x.device) + 0.5) / w

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
 from medclass.data.augment import (
     Augmenter,
@@ -28,6 +28,11 @@ class CachedDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all its images, from the size of the first (nothing else is read)."""
+        return len(self) * self.images[np.zeros(1, np.int64)].nbytes if len(self) else 0
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.__getitems__([index])
@@ -63,6 +68,60 @@ class EpochSampler(Sampler[int]):
         return self.n
 
 
+class DeviceLoader:
+    """Batches of a split held on the training device: the whole uint8 cache and its labels
+    are copied there once, and each batch is one ``index_select`` on the device.
+
+    It yields exactly the batches a ``DataLoader`` over the same sampler would (same order,
+    same ``drop_last``), so results do not depend on where the data sits; it only removes
+    the host gather, the pinned copy and the transfer from every step. A DataLoader cannot
+    do this: its pinned-memory path and worker processes assume host tensors. The epoch's
+    indices go to the device in one copy, so steps queue without a host sync.
+    """
+
+    def __init__(self, dataset: CachedDataset, batch_size: int, sampler: Sampler[int],
+                 drop_last: bool, device: torch.device) -> None:
+        self.dataset, self.sampler, self.device = dataset, sampler, device
+        self.batch_sampler = BatchSampler(sampler, batch_size, drop_last)
+        self.images = _to_device(dataset.images, len(dataset), device)
+        self.labels = torch.from_numpy(dataset.labels).to(device)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = list(self.batch_sampler)
+        if not batches:
+            return
+        flat = torch.tensor([i for b in batches for i in b], dtype=torch.int64)
+        order = torch.split(flat.to(self.device), [len(b) for b in batches])
+        for idx in order:
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+
+
+def _to_device(images: np.ndarray, n: int, device: torch.device,
+               chunk: int = 4096) -> torch.Tensor:
+    """``images[:n]`` (an array, memory-mapped or a fold's row view) as one tensor on
+    ``device``, copied ``chunk`` rows at a time so host memory holds one chunk, not a copy."""
+    first = torch.from_numpy(np.ascontiguousarray(images[np.zeros(1, np.int64)]))
+    out = torch.empty((n, *first.shape[1:]), dtype=first.dtype, device=device)
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(n, start + chunk))
+        out[start:rows[-1] + 1] = torch.from_numpy(np.ascontiguousarray(images[rows]))
+    return out
+
+
+def keep_on_device(setting: str | bool, nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of cached images go to ``device`` (``train.data_on_device``):
+    ``auto`` only on CUDA and only when they take at most a quarter of its free memory."""
+    if setting != "auto":
+        return bool(setting)
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free // 4
+
+
 def make_loader(
     dataset: CachedDataset,
     batch_size: int,
@@ -73,8 +132,10 @@ def make_loader(
     pin_memory: bool = False,
     drop_last: bool = False,
     shard: tuple[int, int] | None = None,
-) -> DataLoader:
-    """DataLoader that fetches whole batches from the cache (no per-image decode or collate).
+    device: torch.device | None = None,
+) -> DataLoader | DeviceLoader:
+    """DataLoader that fetches whole batches from the cache (no per-image decode or collate);
+    with ``device``, a ``DeviceLoader`` holding the split there (same batches).
 
     ``shard=(rank, world)``: a ``DistributedSampler`` shard for DDP, with ``batch_size`` (the
     global batch) split over the ranks. Its shuffle draws the same ``randperm(seed + epoch)`` as
@@ -92,11 +153,14 @@ def make_loader(
                                      seed=seed, drop_last=drop_last)
     else:
         sampler = EpochSampler(len(dataset), seed, shuffle)
+    drop = drop_last and len(sampler) > batch_size
+    if device is not None:
+        return DeviceLoader(dataset, batch_size, sampler, drop, device)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        drop_last=drop_last and len(sampler) > batch_size,
+        drop_last=drop,
         collate_fn=_as_batch,
         num_workers=num_workers,
         pin_memory=pin_memory,

@@ -10,7 +10,6 @@ per channel. Outputs are logits; probabilities are ``softmax(logits / temperatur
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +29,6 @@ PREPROCESSING = (
     "x = (pixel / 255 - mean[c]) / std[c]; layout NCHW float32"
 )
 _REQUIRED = ("model", "classes", "image_size", "channels", "mean", "std")
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def git_revision() -> dict[str, Any]:
-    """The commit of the working tree and whether it has uncommitted changes (None outside git)."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def dvc_md5(path: str | Path, lock: str | Path = "dvc.lock") -> str | None:
@@ -88,7 +71,9 @@ def build_metadata(
         raise MedclassError(f"checkpoint metadata lacks {missing}; rerun `dvc repro finetune`")
     channels, size = int(ckpt_meta["channels"]), int(ckpt_meta["image_size"])
     classes = list(ckpt_meta["classes"])
-    revision: dict[str, Any] = {"git": git_revision()}
+    # No git commit or dirty flag: the bundle must be the same bytes in any clone at any
+    # commit with the same inputs (repro.mode exact); the checkpoint's hashes identify it.
+    revision: dict[str, Any] = {}
     if checkpoint is not None:
         revision["checkpoint"] = Path(checkpoint).as_posix()
         revision["checkpoint_sha256"] = sha256(checkpoint)

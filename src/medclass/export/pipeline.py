@@ -4,7 +4,9 @@ Per format the report holds ``status`` (``ok`` / ``built: reason`` / ``skipped: 
 ``failed: error``, see ``medclass.export.status``), ``file``, ``size_bytes``, ``precision``,
 ``max_abs_diff`` and ``top1_agreement`` of the logits vs the PyTorch checkpoint on the parity
 batch (the full batch and a batch of one), and the median latency at batch 1 and 32
-(``latency_ms_b1``/``latency_ms_b32``) where it can run.
+(``latency_ms_b1``/``latency_ms_b32``) where it can run, and the conversion time ``export_s``.
+The export stage writes the wall-clock fields (latencies, ``export_s``) to the untracked
+``logs/export_timings.json`` and the rest to ``metrics/export.json``.
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ def export_checkpoint(
     """Export ``ckpt`` (``{"model", "meta"}``) into ``out_dir`` (replaced atomically).
 
     ``images`` are uint8 NCHW test images for the parity batch; ``test_metrics`` and
-    ``calibration`` (temperature) go into the metadata. Returns the report that the stage
-    writes to ``metrics/export.json``.
+    ``calibration`` (temperature) go into the metadata. Returns the report, timings included
+    (the stage splits them off ``metrics/export.json``).
     """
     from medclass.models.rebuild import model_from_checkpoint
 

@@ -35,8 +35,8 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor, stride: int) -> torch.Tensor:
 
 def _fuse_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Fold eval-mode BN into a preceding bias-free conv kernel: ``(kernel', bias')``."""
-    std = (bn.running_var + bn.eps).sqrt()
-    scale = bn.weight / std
+    # rsqrt, not sqrt: torch.sqrt's CPU path (MKL vector math) rounds per CPU vendor
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     return kernel * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
 
 

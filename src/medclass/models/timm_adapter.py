@@ -59,14 +59,14 @@ def create_timm_model(
         except Exception as exc:  # network errors come in many types (OSError, HF hub errors)
             raise MedclassError(
                 f"train.pretrained: could not fetch hub weights for timm/{base} "
-                f"({type(exc).__name__}); offline? download the weights file and set "
-                "train.pretrained: /path/to/weights.safetensors"
+                f"({type(exc).__name__}); offline? download the weights file into weights/, "
+                "`dvc add` it and set train.pretrained: weights/<file>.safetensors"
             ) from exc
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise MedclassError(
-            f"train.pretrained: weights file {path} not found; give a local .safetensors/.pth "
-            "file, 'hub' (online) or 'none'"
+            f"train.pretrained: weights file {path} not found; `dvc pull` it, or put the "
+            ".safetensors/.pth file there and `dvc add` it, or use 'hub' (online) or 'none'"
         )
     try:
         return timm.create_model(

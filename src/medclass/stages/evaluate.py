@@ -23,7 +23,14 @@ from medclass.inference import InferConfig, predict_logits, resolve_device
 from medclass.io import load_checkpoint, read_json, write_json, write_text
 from medclass.models.rebuild import model_from_checkpoint
 from medclass.report.model_card import write_report
-from medclass.stages._common import METRICS_DIR, MODELS_DIR, PLOTS_DIR, SPLIT_DIR, run_stage
+from medclass.stages._common import (
+    METRICS_DIR,
+    MODELS_DIR,
+    PLOTS_DIR,
+    SPLIT_DIR,
+    repro_tag,
+    run_stage,
+)
 
 OUT = PLOTS_DIR / "test"
 REPORT = PLOTS_DIR / "report.html"
@@ -72,7 +79,7 @@ def main(params: Params) -> None:
     metrics = {"model": meta["model"], "best_epoch": meta["epoch"] + 1, **result.metrics}
     if params.evaluate.external:
         metrics["external"] = score_external_sets(params, model, meta, device, metrics)
-    write_json(METRICS_DIR / "test.json", metrics)
+    write_json(METRICS_DIR / "test.json", {**metrics, "repro": repro_tag(params)})
     if params.evaluate.report:
         write_report(REPORT, meta=meta, stats=read_json(SPLIT_DIR / "stats.json"),
                      metrics=metrics, errors=result.errors, figures=result.figures,

@@ -1,4 +1,8 @@
-"""export: models/model.pt → models/export/ (every selected format) + metrics/export.json."""
+"""export: models/model.pt → models/export/ (every selected format) + metrics/export.json.
+
+The exporter's report carries latencies and conversion times; they go to the untracked
+``logs/export_timings.json`` (``stages._timings``), the rest to ``metrics/export.json``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from medclass.config import Params
 from medclass.data.bundle import load_data
 from medclass.export.pipeline import export_checkpoint, write_report
 from medclass.io import load_checkpoint, read_json
-from medclass.stages._common import METRICS_DIR, MODELS_DIR, SPLIT_DIR, run_stage
+from medclass.stages._common import METRICS_DIR, MODELS_DIR, SPLIT_DIR, repro_tag, run_stage
+from medclass.stages._timings import split_timings, write_timings
 
 CHECKPOINT = MODELS_DIR / "model.pt"
 CALIBRATION = MODELS_DIR / "calibration.json"  # temperature fitted by the evaluate stage
@@ -29,7 +34,10 @@ def main(params: Params) -> None:
         checkpoint=CHECKPOINT, test_metrics=_optional_json(TEST_METRICS),
         calibration=_optional_json(CALIBRATION),
     )
-    write_report(METRICS_DIR / "export.json", report)
+    tracked, timings = split_timings(report)
+    write_timings("export", {"model": report["model"],
+                             "latency_runs": params.export.latency_runs, **timings})
+    write_report(METRICS_DIR / "export.json", {**tracked, "repro": repro_tag(params)})
 
 
 if __name__ == "__main__":

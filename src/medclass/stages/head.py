@@ -5,12 +5,14 @@ from __future__ import annotations
 from medclass.config import Params
 from medclass.data.bundle import load_data
 from medclass.io import write_json
+from medclass.models.pretrained import pretrained_provenance
 from medclass.stages._common import (
     CKPT_DIR,
     METRICS_DIR,
     MODELS_DIR,
     PLOTS_DIR,
     SPLIT_DIR,
+    repro_tag,
     run_stage,
 )
 from medclass.stages._dist import dist_session
@@ -36,18 +38,20 @@ def _run(params: Params, write_metrics: bool) -> None:
     seed_everything(params.seed, params.train.deterministic)
     data = load_data(SPLIT_DIR)
     model = build_model(params, len(data.classes), data.in_chans)
+    weights = pretrained_provenance(model, params.train.pretrained)
     mode = resolve_mode(params)
     phase = head_phase(params, mode)
     fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
-                     files=(SPLIT_DIR / "stats.json", SPLIT_DIR / "manifest.csv"))
+                     weights, files=(SPLIT_DIR / "stats.json", SPLIT_DIR / "manifest.csv"))
     summary = fit(model, phase, data, params.train, seed=params.seed,
-                  meta=model_meta(params, data),
+                  meta=model_meta(params, data, weights),
                   outputs=Outputs(MODELS_DIR / "head.pt", CKPT_DIR / "head_last.pt",
                                   PLOTS_DIR / "head"),
                   fingerprint=fp)
     summary.pop("phase")
     if write_metrics:
-        write_json(METRICS_DIR / "head.json", {"mode": mode, **summary})
+        write_json(METRICS_DIR / "head.json",
+                   {"mode": mode, **summary, "repro": repro_tag(params)})
 
 
 if __name__ == "__main__":

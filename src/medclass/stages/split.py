@@ -7,14 +7,14 @@ import logging
 from medclass.config import Params
 from medclass.data.leakage import split_dataset
 from medclass.io import atomic_dir, write_json
-from medclass.stages._common import METRICS_DIR, RAW_DIR, SPLIT_DIR, run_stage
+from medclass.stages._common import METRICS_DIR, RAW_DIR, SPLIT_DIR, repro_tag, run_stage
 
 
 def main(params: Params) -> None:
     with atomic_dir(SPLIT_DIR) as tmp:
         stats, report = split_dataset(RAW_DIR, params, tmp)
         write_json(tmp / "stats.json", stats)
-    write_json(METRICS_DIR / "split_report.json", report)
+    write_json(METRICS_DIR / "split_report.json", {**report, "repro": repro_tag(params)})
     logging.info("split counts: %s", stats["counts"])
     logging.info(
         "duplicates: %d exact groups (%d images), %d near groups (%d images); %d groups kept "

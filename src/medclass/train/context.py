@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from medclass import repro
 from medclass.config import Params
 from medclass.data.bundle import DataBundle
 from medclass.errors import MedclassError
 from medclass.models import create_model, get_spec
+from medclass.models.pretrained import Provenance
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -76,8 +78,9 @@ def build_model(params: Params, num_classes: int, in_chans: int) -> nn.Module:
     return model
 
 
-def model_meta(params: Params, data: DataBundle) -> dict[str, Any]:
-    """Metadata stored with every checkpoint: enough to rebuild and preprocess."""
+def model_meta(params: Params, data: DataBundle, weights: Provenance) -> dict[str, Any]:
+    """Metadata stored with every checkpoint: enough to rebuild and preprocess, plus where the
+    initial weights came from (``weights``: ``models.pretrained.pretrained_provenance``)."""
     return {
         "model": params.model,
         "model_kwargs": dict(params.train.model_kwargs),
@@ -88,6 +91,8 @@ def model_meta(params: Params, data: DataBundle) -> dict[str, Any]:
         "mean": data.stats["mean"],
         "std": data.stats["std"],
         "params": params.model_dump(mode="json"),
+        "repro": repro.settings(params.repro.mode, params.repro.threads),
+        **weights,
     }
 
 

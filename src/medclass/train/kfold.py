@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from medclass import repro
 from medclass.config import Params
 from medclass.data.bundle import DataBundle, load_data
 from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
@@ -38,6 +39,7 @@ from medclass.evaluate.plots import sanitise_names
 from medclass.inference import predict_logits, resolve_device
 from medclass.io import atomic_path, load_checkpoint, read_json, write_json
 from medclass.models import create_model
+from medclass.models.pretrained import Provenance, no_weights, pretrained_provenance
 from medclass.models.rebuild import model_from_checkpoint
 from medclass.train import distributed
 from medclass.train.context import (
@@ -168,6 +170,17 @@ def architecture(params: Params, num_classes: int, in_chans: int) -> list[tuple[
     return [(k, list(v.shape)) for k, v in model.state_dict().items()]
 
 
+def fold_weights(params: Params, num_classes: int, in_chans: int) -> Provenance:
+    """Provenance of the ``train.pretrained`` weights every fold starts from: a model is built
+    with them once (inside ``fork_rng``: the global generator is left as it was). Part of the
+    fold fingerprint and of the fold checkpoints' metadata, so replaced weights retrain."""
+    if params.train.pretrained == "none":
+        return no_weights()
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(params, num_classes, in_chans)
+    return pretrained_provenance(model, params.train.pretrained)
+
+
 def _phase_done(out: Outputs, fp: str) -> bool:
     """fit already finished this phase with this fingerprint (its last state says complete)."""
     if not (out.best.is_file() and out.last.is_file()):
@@ -186,7 +199,8 @@ def _replay(live_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def train_fold(
-    params: Params, data: DataBundle, fold: int, base_fp: str, paths: KFoldPaths
+    params: Params, data: DataBundle, fold: int, base_fp: str, paths: KFoldPaths,
+    weights: Provenance,
 ) -> dict[str, Any]:
     """Head then finetune on one fold; returns its done record (reused if already finished)."""
     kf, seed = params.kfold, params.seed + fold
@@ -209,7 +223,7 @@ def train_fold(
     distributed.barrier()  # every rank has read the marker before rank 0 removes it
     if is_main():
         paths.done(fold).unlink(missing_ok=True)
-    meta = {**model_meta(params, data), "fold": fold, "folds": kf.folds}
+    meta = {**model_meta(params, data, weights), "fold": fold, "folds": kf.folds}
     if _phase_done(head_out, head_fp):
         log.info("fold %d: head phase finished earlier, reused", fold)
         if is_main():
@@ -314,9 +328,10 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
     if is_main():
         _remove_stale(paths, kf.folds)
     distributed.barrier()
+    weights = fold_weights(params, len(data.classes), data.in_chans)
     shared = fingerprint("kfold", params.model, params.seed, params.train.model_dump(mode="json"),
                          kf.folds, architecture(params, len(data.classes), data.in_chans),
-                         files=(split_dir / "stats.json", split_dir / "manifest.csv"))
+                         weights, files=(split_dir / "stats.json", split_dir / "manifest.csv"))
     records = []
     for i, (tr, va) in enumerate(folds):
         bundle = DataBundle(data.classes, data.stats, {
@@ -324,7 +339,7 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
             "val": CachedDataset(RowView(parts, va), labels[va])})
         log.info("fold %d/%d: %d train, %d val images", i + 1, kf.folds, len(tr), len(va))
         base_fp = fingerprint(shared, i, va.tolist())
-        records.append(train_fold(params, bundle, i, base_fp, paths))
+        records.append(train_fold(params, bundle, i, base_fp, paths, weights))
     if not is_main():  # the fold models are trained; rank 0 alone evaluates and writes
         return {}
 
@@ -350,7 +365,8 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
                        {m: probs[m].argmax(axis=1) for m in methods}, probs["mean"], variance,
                        mi, data.classes)
     write_curves(paths.plots / "curves", records)
-    write_json(paths.metrics, result)
+    tag = repro.tag(params.repro.mode, params.repro.threads)
+    write_json(paths.metrics, {**result, "repro": tag})
     log.info("kfold: %d folds in %.1fs; val acc %.4f ± %s; ensemble %s", kf.folds,
              time.perf_counter() - t0, val_mean["accuracy"], val_std["accuracy"],
              {m: round(v["accuracy"], 4) for m, v in result["test_ensemble"].items()})

@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader
 from medclass.config import TrainParams
 from medclass.data.augment import resolve_spec
 from medclass.data.bundle import DataBundle
-from medclass.data.dataset import BatchTransform, CachedDataset, make_loader
+from medclass.data.dataset import (
+    BatchTransform,
+    CachedDataset,
+    DeviceLoader,
+    keep_on_device,
+    make_loader,
+)
 from medclass.errors import exception_line
 from medclass.evaluate.metrics import summary_metrics
 from medclass.inference import amp_dtype, predict_logits, resolve_device, use_channels_last
@@ -30,6 +36,8 @@ from medclass.train.live import log_row as _log_row
 from medclass.train.live import open_live as _open_live
 from medclass.train.losses import aux_loss_weight, build_criterion
 from medclass.train.optim import build_optimizer, build_scheduler
+
+Loader = DataLoader | DeviceLoader  # training batches from the host or the device
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +125,8 @@ class Run:
     cfg: StepConfig
     transform: BatchTransform
     train_ds: CachedDataset
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: Loader
+    val_loader: Loader
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -176,16 +184,20 @@ def _step_config(model: nn.Module, train: TrainParams, device: torch.device,
 
 
 def _loaders(data: DataBundle, train: TrainParams, seed: int, device: torch.device,
-             dist_info: distributed.DistInfo) -> tuple[DataLoader, DataLoader]:
+             dist_info: distributed.DistInfo) -> tuple[Loader, Loader]:
     """The shuffled training and the ordered validation loader (per-rank shards under DDP)."""
     shard = (dist_info.rank, dist_info.world_size) if dist_info.enabled else None
     pin = device.type == "cuda" if train.pin_memory == "auto" else bool(train.pin_memory)
+    nbytes = data.splits["train"].nbytes + data.splits["val"].nbytes
+    on_device = device if keep_on_device(train.data_on_device, nbytes, device) else None
+    if on_device is not None:
+        log.info("train/val images held on %s (%.2f GB)", device, nbytes / 1e9)
     train_loader = make_loader(data.splits["train"], train.batch_size, shuffle=True, seed=seed,
                                num_workers=train.num_workers, pin_memory=pin, drop_last=True,
-                               shard=shard)
+                               shard=shard, device=on_device)
     val_loader = make_loader(data.splits["val"], train.eval_batch_size, shuffle=False,
                              num_workers=train.num_workers, pin_memory=pin,
-                             shard=shard)
+                             shard=shard, device=on_device)
     return train_loader, val_loader
 
 

@@ -75,9 +75,12 @@ def build_optimizer(
         if no_decay:
             param_groups.append({"name": f"{name}_no_decay", "params": no_decay, "lr": lr,
                                  "weight_decay": 0.0})
-    # fused kernel (one launch for all parameters) when everything trains on the GPU
-    on_gpu = bool(param_groups) and all(p.is_cuda for g in param_groups for p in g["params"])
-    return torch.optim.AdamW(param_groups, fused=True if on_gpu else None)
+    # The fused kernel, on the CPU too: one pass per tensor, and its square root is the
+    # vector instruction, whereas the foreach path's torch.sqrt goes through MKL's vector math,
+    # whose code path follows the CPU vendor even under MKL_CBWR (benchmarks/repro_vendors.py)
+    fusable = bool(param_groups) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                         for g in param_groups for p in g["params"])
+    return torch.optim.AdamW(param_groups, fused=True if fusable else None)
 
 
 def build_scheduler(
