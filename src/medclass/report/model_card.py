@@ -201,7 +201,7 @@ def render_report(
             ["pretrained", params.get("train", {}).get("pretrained", "–")],
         ]),
         "<h2 id='data'>Data</h2>",
-        f"<p>Source <code>{_fmt(data.get('source'))}</code>; classes "
+        f"<p>Source <code>{_fmt(stats.get('source') or data.get('source'))}</code>; classes "
         f"{html.escape(', '.join(classes))}.</p>",
         _table(["class", *splits], data_rows),
         "<h2 id='performance'>Performance (test split)</h2>", _performance(metrics),

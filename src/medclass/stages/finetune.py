@@ -31,6 +31,9 @@ from medclass.train.phases import finetune_phase
 HEAD_CKPT = MODELS_DIR / "head.pt"
 
 
+# the params groups this stage declares in dvc.yaml, recorded in its checkpoint's meta
+PARAMS_GROUPS = ("repro", "model", "seed", "train", "finetune")
+
 def main(params: Params) -> None:
     with dist_session(params) as dist:
         _run(params, dist.is_main)
@@ -53,7 +56,7 @@ def _run(params: Params, write_metrics: bool) -> None:
     fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
                      files=(HEAD_CKPT, SPLIT_DIR / "stats.json"))
     summary = fit(model, phase, data, params.train, seed=params.seed,
-                  meta=model_meta(params, data, weights),
+                  meta=model_meta(params, data, weights, PARAMS_GROUPS),
                   outputs=Outputs(MODELS_DIR / "model.pt", CKPT_DIR / "finetune_last.pt",
                                   PLOTS_DIR / "finetune"),
                   fingerprint=fp)

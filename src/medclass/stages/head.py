@@ -27,6 +27,8 @@ from medclass.train.loop import Outputs, fit
 from medclass.train.phases import head_phase
 from medclass.train.phases import resolve_head_mode as resolve_mode
 
+# the params groups this stage declares in dvc.yaml, recorded in its checkpoint's meta
+PARAMS_GROUPS = ("repro", "model", "seed", "train", "head")
 
 def main(params: Params) -> None:
     with dist_session(params) as dist:
@@ -44,7 +46,7 @@ def _run(params: Params, write_metrics: bool) -> None:
     fp = fingerprint(phase, params.model, params.seed, params.train.model_dump(mode="json"),
                      weights, files=(SPLIT_DIR / "stats.json", SPLIT_DIR / "manifest.csv"))
     summary = fit(model, phase, data, params.train, seed=params.seed,
-                  meta=model_meta(params, data, weights),
+                  meta=model_meta(params, data, weights, PARAMS_GROUPS),
                   outputs=Outputs(MODELS_DIR / "head.pt", CKPT_DIR / "head_last.pt",
                                   PLOTS_DIR / "head"),
                   fingerprint=fp)

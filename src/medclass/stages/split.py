@@ -6,6 +6,7 @@ import logging
 
 from medclass.config import Params
 from medclass.data.leakage import split_dataset
+from medclass.data.raw_manifest import read_source
 from medclass.io import atomic_dir, write_json
 from medclass.stages._common import METRICS_DIR, RAW_DIR, SPLIT_DIR, repro_tag, run_stage
 
@@ -13,7 +14,9 @@ from medclass.stages._common import METRICS_DIR, RAW_DIR, SPLIT_DIR, repro_tag, 
 def main(params: Params) -> None:
     with atomic_dir(SPLIT_DIR) as tmp:
         stats, report = split_dataset(RAW_DIR, params, tmp)
-        write_json(tmp / "stats.json", stats)
+        # the source type rides along for the model card (checkpoints record only the params
+        # their stage declares, and data.* is not among them)
+        write_json(tmp / "stats.json", {**stats, "source": read_source(RAW_DIR).get("source")})
     write_json(METRICS_DIR / "split_report.json", {**report, "repro": repro_tag(params)})
     logging.info("split counts: %s", stats["counts"])
     logging.info(

@@ -78,9 +78,18 @@ def build_model(params: Params, num_classes: int, in_chans: int) -> nn.Module:
     return model
 
 
-def model_meta(params: Params, data: DataBundle, weights: Provenance) -> dict[str, Any]:
+TRAINING_GROUPS = ("repro", "model", "seed", "train", "head", "finetune")
+
+
+def model_meta(params: Params, data: DataBundle, weights: Provenance,
+               groups: tuple[str, ...] = TRAINING_GROUPS) -> dict[str, Any]:
     """Metadata stored with every checkpoint: enough to rebuild and preprocess, plus where the
-    initial weights came from (``weights``: ``models.pretrained.pretrained_provenance``)."""
+    initial weights came from (``weights``: ``models.pretrained.pretrained_provenance``).
+
+    Only the params ``groups`` are recorded: a checkpoint's bytes may depend on nothing but
+    what its stage declares in dvc.yaml, or a params change elsewhere (``kfold.folds``) would
+    leave a committed checkpoint that a fresh ``dvc repro -f`` writes differently."""
+    dump = params.model_dump(mode="json")
     return {
         "model": params.model,
         "model_kwargs": dict(params.train.model_kwargs),
@@ -90,7 +99,7 @@ def model_meta(params: Params, data: DataBundle, weights: Provenance) -> dict[st
         "channels": data.in_chans,
         "mean": data.stats["mean"],
         "std": data.stats["std"],
-        "params": params.model_dump(mode="json"),
+        "params": {k: dump[k] for k in groups},
         "repro": repro.settings(params.repro.mode, params.repro.threads),
         **weights,
     }

@@ -43,6 +43,7 @@ from medclass.models.pretrained import Provenance, no_weights, pretrained_proven
 from medclass.models.rebuild import model_from_checkpoint
 from medclass.train import distributed
 from medclass.train.context import (
+    TRAINING_GROUPS,
     build_model,
     check_image_size,
     fingerprint,
@@ -223,7 +224,8 @@ def train_fold(
     distributed.barrier()  # every rank has read the marker before rank 0 removes it
     if is_main():
         paths.done(fold).unlink(missing_ok=True)
-    meta = {**model_meta(params, data, weights), "fold": fold, "folds": kf.folds}
+    meta = {**model_meta(params, data, weights, (*TRAINING_GROUPS, "kfold")), "fold": fold,
+            "folds": kf.folds}
     if _phase_done(head_out, head_fp):
         log.info("fold %d: head phase finished earlier, reused", fold)
         if is_main():
