@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,40 @@ def _script_or_trace(ctx: ExportContext) -> tuple[torch.jit.ScriptModule, dict[s
     return traced, {"method": "trace", "script_error": reason}
 
 
+def portable_archive(archive: bytes) -> bytes:
+    """The TorchScript zip without its ``*.debug_pkl`` entries, with a content-derived
+    ``serialization_id`` and fixed entry dates.
+
+    ``torch.jit.save`` writes the absolute path of every compiled source file into the debug
+    pickles (and the archive id follows them), so the same model exported from two clones in
+    different folders gave different bytes (``repro.mode: exact``). torch has no public switch
+    for this; the entries are optional (``torch.jit.load`` reads the archive without them and
+    only loses source lines in error messages)."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        items = [(i.filename, zf.read(i.filename)) for i in zf.infolist()
+                 if not i.filename.endswith(".debug_pkl")]
+    digest = hashlib.sha256()
+    for name, data in items:
+        if not name.endswith("serialization_id"):
+            digest.update(name.encode() + data)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in items:
+            entry = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(entry, digest.hexdigest()[:20].encode()
+                        if name.endswith("serialization_id") else data)
+    return out.getvalue()
+
+
 def export_torchscript(ctx: ExportContext, dest: Path) -> dict[str, Any]:
-    """TorchScript archive with the metadata as an extra file (``metadata.json``)."""
+    """TorchScript archive with the metadata as an extra file (``metadata.json``), made
+    independent of the folder it was exported from (``portable_archive``)."""
     module, info = _script_or_trace(ctx)
-    # through a file handle: a path would put the random temp name into the archive (as in
-    # ``save_checkpoint``), so the same model would give a different file each time
-    with atomic_path(dest) as tmp, quiet_jit(), open(tmp, "wb") as fh:
-        torch.jit.save(module, fh, _extra_files={TS_EXTRA_FILE: json.dumps(ctx.meta)})
+    buf = io.BytesIO()
+    with quiet_jit():
+        torch.jit.save(module, buf, _extra_files={TS_EXTRA_FILE: json.dumps(ctx.meta)})
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(portable_archive(buf.getvalue()))
     return info
 
 
