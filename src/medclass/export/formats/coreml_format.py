@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,33 @@ def export_coreml(ctx: ExportContext, dest: Path) -> dict[str, Any]:
     with atomic_dir(dest) as tmp_dir, tempfile.TemporaryDirectory(dir=dest.parent) as work:
         pkg = Path(work) / dest.name  # coremltools wants a path ending in .mlpackage
         mlmodel.save(str(pkg))
+        _make_stable(pkg)
         shutil.rmtree(tmp_dir)
         shutil.move(str(pkg), str(tmp_dir))
     return {"frontend": frontend, "inputs": "TensorType NCHW float32 (normalised)",
             "deployment_target": "iOS16"}
+
+
+def _make_stable(pkg: Path) -> None:
+    """Give the saved package the same bytes on every run (``repro.mode: exact``).
+
+    coremltools names the package's items by random ``uuid4`` ids in ``Manifest.json`` and
+    writes the spec protobuf with its map fields in no fixed order; the ids become ``uuid5``
+    of each item's path and the spec is re-serialised with protobuf's deterministic option."""
+    from coremltools.proto import Model_pb2
+
+    manifest_path = pkg / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    ids = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, item["path"]))
+           for old, item in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {ids[k]: v for k, v in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = ids[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True), encoding="utf-8")
+    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]["path"]
+    spec_path = pkg / "Data" / root
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
 
 
 def _dims(feature: Any) -> tuple[list[int], list[tuple[int, int]]]:
