@@ -17,7 +17,6 @@ import pytest
 import torch
 import yaml
 
-from medclass.config import load_params
 from medclass.io import load_checkpoint
 
 TINY = {
@@ -28,8 +27,6 @@ TINY = {
     "train": {"progress": False, "batch_size": 8, "eval_batch_size": 64},
     "head": {"epochs": 1},
     "finetune": {"epochs": 4, "patience": 10},
-    # the reference runs in pytest's unpinned process: the launched stage must not pin either
-    "repro": {"mode": "fast"},
 }
 LAST = Path("models/ckpt/finetune_last.pt")
 OUTPUTS = ("metrics/finetune.json", "models/model.pt", str(LAST))
@@ -49,12 +46,13 @@ def _clear(root: Path) -> None:
     shutil.rmtree(root / "plots/finetune", ignore_errors=True)
 
 
-def _finetune_in_process(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, dict]:
-    from medclass.stages import finetune
-
+def _finetune_uninterrupted(root: Path) -> tuple[dict, dict]:
+    """The reference run, started like the interrupted ones (a fresh launcher process, so
+    no torch state of the pytest process, such as its thread count, can differ)."""
     _clear(root)
-    monkeypatch.chdir(root)
-    finetune.main(load_params())
+    proc = _start(root)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
     return (json.loads((root / "metrics/finetune.json").read_text()),
             load_checkpoint(root / "models/model.pt")["model"])
 
@@ -88,7 +86,7 @@ def _last_epoch(root: Path) -> int:
 def test_sigterm_then_sigkill_mid_epoch_resume_to_the_uninterrupted_result(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ref_metrics, ref_weights = _finetune_in_process(project, monkeypatch)
+    ref_metrics, ref_weights = _finetune_uninterrupted(project)
     assert ref_metrics["epochs_run"] == 4
     _clear(project)
 
@@ -127,13 +125,13 @@ def test_sigterm_then_sigkill_mid_epoch_resume_to_the_uninterrupted_result(
 def test_same_params_and_seed_give_identical_metrics(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, _ = _finetune_in_process(project, monkeypatch)
-    again, _ = _finetune_in_process(project, monkeypatch)
+    first, _ = _finetune_uninterrupted(project)
+    again, _ = _finetune_uninterrupted(project)
     assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
     raw = yaml.safe_load((project / "params.yaml").read_text())
     (project / "params.yaml").write_text(yaml.safe_dump({**raw, "seed": 6}))
     try:
-        other, _ = _finetune_in_process(project, monkeypatch)
+        other, _ = _finetune_uninterrupted(project)
     finally:
         (project / "params.yaml").write_text(yaml.safe_dump(raw))
     assert other != first  # the seed really reaches training (shuffling, augmentation)
