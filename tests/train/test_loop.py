@@ -62,7 +62,7 @@ def test_data_on_device_gives_the_same_weights(tmp_path, caplog):
     phase = Phase("t", epochs=2, head_lr=3e-3, backbone_lr=3e-3, weight_decay=0.0)
     host, host_out = _run(tmp_path / "a", phase, train=TRAIN.model_copy(
         update={"data_on_device": False}))
-    with caplog.at_level("INFO", logger="medclass.train.loop"):
+    with caplog.at_level("INFO", logger="medclass.data.bundle"):
         dev, dev_out = _run(tmp_path / "b", phase, train=TRAIN.model_copy(
             update={"data_on_device": True}))
     assert any("images held on cpu" in r.getMessage() for r in caplog.records)
@@ -271,3 +271,16 @@ def test_multiscale_training_runs_and_a_fixed_size_model_stops_before_training(t
             outputs=Outputs(tmp_path / "b.pt", tmp_path / "l.pt", tmp_path / "lv"),
             fingerprint="fp")
     assert not (tmp_path / "b.pt").exists()
+
+
+def test_live_rows_write_the_same_file_in_any_key_order(tmp_path):
+    """kfold replays finished folds from JSON records, whose keys come back sorted; dvclive
+    writes metrics.json in logging order, so log_row must fix the order itself."""
+    from medclass.train.live import open_live
+
+    row = {"epoch": 0, "val_loss": 0.5, "train_acc": 0.75, "lr_head": 0.01}
+    files = []
+    for name, r in (("a", row), ("b", dict(sorted(row.items())))):
+        open_live(tmp_path / name, [r]).end()
+        files.append((tmp_path / name / "metrics.json").read_bytes())
+    assert files[0] == files[1]

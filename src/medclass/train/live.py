@@ -17,8 +17,10 @@ def open_live(live_dir: Path, history: list[dict[str, float]]) -> Any:
 
 
 def log_row(live: Any, row: dict[str, float]) -> None:
-    """One epoch's metrics as one dvclive step."""
-    for key, value in row.items():
-        if key != "epoch" and value is not None:
-            live.log_metric(key.replace("_", "/", 1), value)
+    """One epoch's metrics as one dvclive step, logged in sorted key order: a row replayed
+    from a JSON record (kfold's finished folds) has its keys sorted, and dvclive writes
+    ``metrics.json`` in logging order, so a fresh and a replayed fold give the same bytes."""
+    for key in sorted(row):
+        if key != "epoch" and row[key] is not None:
+            live.log_metric(key.replace("_", "/", 1), row[key])
     live.next_step()

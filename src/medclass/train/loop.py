@@ -11,18 +11,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from medclass.config import TrainParams
 from medclass.data.augment import resolve_spec
-from medclass.data.bundle import DataBundle
-from medclass.data.dataset import (
-    BatchTransform,
-    CachedDataset,
-    DeviceLoader,
-    keep_on_device,
-    make_loader,
-)
+from medclass.data.bundle import DataBundle, Loader, split_loaders
+from medclass.data.dataset import BatchTransform, CachedDataset
 from medclass.errors import exception_line
 from medclass.evaluate.metrics import summary_metrics
 from medclass.inference import amp_dtype, predict_logits, resolve_device, use_channels_last
@@ -36,8 +29,6 @@ from medclass.train.live import log_row as _log_row
 from medclass.train.live import open_live as _open_live
 from medclass.train.losses import aux_loss_weight, build_criterion
 from medclass.train.optim import build_optimizer, build_scheduler
-
-Loader = DataLoader | DeviceLoader  # training batches from the host or the device
 
 log = logging.getLogger(__name__)
 
@@ -183,24 +174,6 @@ def _step_config(model: nn.Module, train: TrainParams, device: torch.device,
                       aux_loss_weight=aux_loss_weight(model, train.aux_loss_weight))
 
 
-def _loaders(data: DataBundle, train: TrainParams, seed: int, device: torch.device,
-             dist_info: distributed.DistInfo) -> tuple[Loader, Loader]:
-    """The shuffled training and the ordered validation loader (per-rank shards under DDP)."""
-    shard = (dist_info.rank, dist_info.world_size) if dist_info.enabled else None
-    pin = device.type == "cuda" if train.pin_memory == "auto" else bool(train.pin_memory)
-    nbytes = data.splits["train"].nbytes + data.splits["val"].nbytes
-    on_device = device if keep_on_device(train.data_on_device, nbytes, device) else None
-    if on_device is not None:
-        log.info("train/val images held on %s (%.2f GB)", device, nbytes / 1e9)
-    train_loader = make_loader(data.splits["train"], train.batch_size, shuffle=True, seed=seed,
-                               num_workers=train.num_workers, pin_memory=pin, drop_last=True,
-                               shard=shard, device=on_device)
-    val_loader = make_loader(data.splits["val"], train.eval_batch_size, shuffle=False,
-                             num_workers=train.num_workers, pin_memory=pin,
-                             shard=shard, device=on_device)
-    return train_loader, val_loader
-
-
 def _setup(model: nn.Module, phase: Phase, data: DataBundle, train: TrainParams, *,
            seed: int, meta: dict[str, Any], outputs: Outputs, fingerprint: str) -> Run:
     """Place ``model``, build loaders, loss, optimizer and the phase's hooks (fresh state)."""
@@ -217,7 +190,8 @@ def _setup(model: nn.Module, phase: Phase, data: DataBundle, train: TrainParams,
     transform = BatchTransform(data.stats["mean"], data.stats["std"], spec)
     check_input_sizes(model, spec.multiscale, len(data.stats["mean"]), device)
     train_ds = data.splits["train"]
-    train_loader, val_loader = _loaders(data, train, seed, device, dist_info)
+    shard = (dist_info.rank, dist_info.world_size) if dist_info.enabled else None
+    train_loader, val_loader = split_loaders(data, train, seed, device, shard)
     mixer = mixer_hook(train.mixup, len(data.classes), train.label_smoothing)
     criterion = build_criterion(train_ds.labels, len(data.classes),
                                 weights_mode=train.class_weights,  # mixer: smoothing in targets
