@@ -21,14 +21,10 @@ _PACKAGES = ("torch", "onnxruntime", "onnx", "ai-edge-litert", "litert-torch", "
 
 
 def _cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else whatever ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """CPU model name (the planner's own reading, ``medclass.plan_probe.cpu_name``)."""
+    from medclass.plan_probe import cpu_name
+
+    return cpu_name()
 
 
 def _ram_gib() -> float | None:

@@ -158,6 +158,34 @@ def recipe_apply(
     typer.echo(f"{params}: set {len(changed)} key(s) from recipe {name}", err=True)
 
 
+@recipe_app.command("plan")
+def recipe_plan(
+    name: Annotated[str, typer.Argument(help="Recipe name or .yaml path.")],
+    budget_min: Annotated[float, typer.Option(help="Minutes for the whole `dvc repro`.")] = 30.0,
+    slowdown: Annotated[float, typer.Option(
+        help="Times the time predicted here: how much slower the slowest machine the plan "
+             "must fit is (1: this one).")] = 1.0,
+    params: Annotated[Path, typer.Option(help="The params file to change.")] = Path("params.yaml"),
+) -> None:
+    """Apply a recipe, measure this machine, write epochs/folds that fit the budget."""
+    from medclass.plan import make_plan
+
+    try:
+        if not params.is_file():
+            raise MedclassError(f"{params} not found; run from the repository root")
+        plan, group = make_plan(name, budget_min, slowdown, params)
+    except MedclassError as exc:
+        raise _fail(exc) from None
+    m = group["measured"]
+    typer.echo(f"measured on {m['machine']}: {m['n_train']} train / {m['n_val']} val / "
+               f"{m['n_test']} test images, train {m['train_img_s']:.0f} img/s, "
+               f"eval {m['eval_img_s']:.0f} img/s")
+    typer.echo(f"plan for {budget_min:g} min (x{slowdown:g}): {plan.epochs} epochs, "
+               f"{plan.folds}-fold ensemble; predicted {m['predicted_min']:.1f} min")
+    typer.echo(f"{params}: set finetune.epochs/patience, kfold.folds/epochs/patience, plan.*",
+               err=True)
+
+
 debug_app = typer.Typer(help="Debug tools: overfit one batch, LR schedule, augmented samples, "
                         "throughput (read params.yaml and data/split in the current folder).")
 app.add_typer(debug_app, name="debug")

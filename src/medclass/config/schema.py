@@ -166,6 +166,26 @@ class ExportParams(_Strict):
         return self
 
 
+class PlanMeasured(_Strict):
+    """The planner's inputs measured on the machine it ran on, and its prediction."""
+
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    train_img_s: float | None = None
+    eval_img_s: float | None = None
+    machine: str | None = None
+    predicted_min: float | None = None
+
+
+class PlanParams(_Strict):
+    """Written by ``medclass recipe plan`` (``medclass.plan``); all null: not planned."""
+
+    budget_min: float | None = Field(default=None, gt=0)
+    slowdown: float | None = Field(default=None, ge=1)
+    measured: PlanMeasured = PlanMeasured()
+
+
 class Params(_Strict):
     """The whole params.yaml."""
 
@@ -181,6 +201,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     kfold: KFoldParams = KFoldParams()
     export: ExportParams = ExportParams()
+    plan: PlanParams = PlanParams()
 
     @model_validator(mode="before")
     @classmethod

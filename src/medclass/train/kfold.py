@@ -361,6 +361,7 @@ def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, A
         "disagreement": {"variance": float(variance.mean()),
                          "mutual_information": float(mi.mean())},
         "per_fold": per_fold,
+        "plan": params.plan.model_dump() if params.plan.budget_min is not None else None,
     }
     test_paths = [r.path for r in read_manifest(split_dir / "manifest.csv") if r.split == "test"]
     write_ensemble_csv(paths.plots / "predictions.csv", test_paths, test.labels,

@@ -163,6 +163,25 @@ def fit(
     return _summary(run, best_epoch, best_row)
 
 
+def probe_epochs(model: nn.Module, phase: Phase, data: DataBundle, train: TrainParams, *,
+                 seed: int, outputs: Outputs, min_train_s: float) -> list[tuple[float, float]]:
+    """Train epochs exactly as ``fit`` does, without checkpoints or early stopping, until the
+    epochs after the first have trained ``min_train_s`` seconds (at most ``phase.epochs``);
+    returns (train seconds, validation seconds) per epoch (the budget planner)."""
+    run = _setup(model, phase, data, train, seed=seed, meta={}, outputs=outputs,
+                 fingerprint="probe")
+    times: list[tuple[float, float]] = []
+    for epoch in range(phase.epochs):
+        t0 = time.perf_counter()
+        tr = _train_epoch(run, epoch)
+        t1 = time.perf_counter()
+        _validate(run, epoch, tr)
+        times.append((t1 - t0, time.perf_counter() - t1))
+        if sum(t for t, _ in times[1:]) >= min_train_s:
+            break
+    return times
+
+
 def _step_config(model: nn.Module, train: TrainParams, device: torch.device,
                  frozen: bool, main: bool) -> StepConfig:
     """How ``fit`` takes optimisation steps, from ``train``."""
