@@ -37,10 +37,10 @@ SAMPLES_PER_MODEL = 30_000
 EPOCH_RANGE = (8, 100)  # the per-model epochs the policy aims for (fewer only to fit)
 MAX_FOLDS = 5
 # The non-training work of one ``dvc repro``: FIXED_S for eight process starts, verify, the
-# report and export (about 60 s in the PneumoniaMNIST run's per-stage times,
-# benchmarks/results/medmnist.json "stage_s"); PER_IMAGE_S for ingest, hashing, split and
-# evaluation (prepare + split took 1.06 ms per 64 px image at 100k images,
-# benchmarks/results/ingest_scale.json).
+# report and export (about 60 s when the stages of a PneumoniaMNIST run were timed one by one
+# on our Xeon); PER_IMAGE_S for ingest, hashing, split and evaluation (prepare + split took
+# 1.06 ms per 64 px image at 100k images, benchmarks/results/ingest_scale.json). How well the
+# whole model predicts: ``plan`` against ``wall_s`` per run in benchmarks/results/medmnist.json.
 FIXED_S = 60.0
 PER_IMAGE_S = 0.0015
 TTA_VIEWS = {"none": 1, "flip": 2, "flip_rot": 6}  # views scored per test image

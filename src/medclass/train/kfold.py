@@ -12,7 +12,6 @@ statistics (``stats.json``) for every fold.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 import shutil
@@ -35,9 +34,8 @@ from medclass.data.split import read_manifest
 from medclass.errors import MedclassError
 from medclass.evaluate.ensemble import ensemble_probs, member_variance, mutual_information
 from medclass.evaluate.metrics import summary_metrics
-from medclass.evaluate.plots import sanitise_names
 from medclass.inference import predict_logits, resolve_device
-from medclass.io import atomic_path, load_checkpoint, read_json, write_json
+from medclass.io import load_checkpoint, read_json, write_json
 from medclass.models import create_model
 from medclass.models.pretrained import Provenance, no_weights, pretrained_provenance
 from medclass.models.rebuild import model_from_checkpoint
@@ -52,14 +50,13 @@ from medclass.train.context import (
 )
 from medclass.train.distributed import is_main
 from medclass.train.engine import StepConfig
+from medclass.train.kfold_files import write_curves, write_ensemble_csv
 from medclass.train.loop import Outputs, _open_live, fit
 from medclass.train.phases import finetune_phase, head_phase, resolve_head_mode
 
 log = logging.getLogger(__name__)
 
 METRIC_KEYS: tuple[str, ...] = ("accuracy", "f1_macro", "auc", "loss")
-CURVE_KEYS: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc", "val_auc",
-                               "val_f1")
 _FOLD_FILE = re.compile(r"fold_(\d+)(?:_head|_head_last|_last)?\.(?:pt|json)$")
 
 
@@ -283,37 +280,6 @@ def mean_std(rows: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, 
         mean[key] = float(np.mean(vals)) if vals else None
         std[key] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
     return mean, std
-
-
-def write_curves(out_dir: Path, records: Sequence[dict[str, Any]]) -> None:
-    """``out_dir/fold_<i>.csv``: one row per epoch of head then finetune (a DVC plot per fold)."""
-    for rec in records:
-        rows = [(ph, r) for ph in ("head", "finetune") for r in rec["history"][ph]]
-        with atomic_path(out_dir / f"fold_{rec['fold']}.csv") as tmp, \
-                tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(["step", "phase", "epoch", *CURVE_KEYS])
-            for step, (ph, r) in enumerate(rows):
-                values = ["" if r.get(k) is None else f"{r[k]:.6g}" for k in CURVE_KEYS]
-                writer.writerow([step, ph, r["epoch"] + 1, *values])
-
-
-def write_ensemble_csv(path: Path, paths: Sequence[str], labels: np.ndarray,
-                       preds: dict[str, np.ndarray], mean: np.ndarray, variance: np.ndarray,
-                       mi: np.ndarray, classes: Sequence[str]) -> None:
-    """path, actual, predicted (first method), predicted_<method>…, prob_<class>… (mean
-    ensemble), variance, mutual_information."""
-    methods = list(preds)
-    header = ["path", "actual", "predicted", *(f"predicted_{m}" for m in methods),
-              *(f"prob_{t}" for t in sanitise_names(classes)), "variance", "mutual_information"]
-    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
-        for i in range(len(labels)):
-            named = [classes[int(preds[m][i])] for m in methods]
-            writer.writerow([paths[i], classes[int(labels[i])], named[0], *named,
-                             *(f"{v:.6g}" for v in mean[i]), f"{variance[i]:.6g}",
-                             f"{mi[i]:.6g}"])
 
 
 def run_kfold(params: Params, split_dir: Path, paths: KFoldPaths) -> dict[str, Any]:
